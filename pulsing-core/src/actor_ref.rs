@@ -1,0 +1,300 @@
+//! [`ActorRef`]: a location-transparent handle to an actor.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::cell::LocalCell;
+use crate::error::PulsingError;
+use crate::mailbox::{Envelope, TryTellError};
+use crate::message::{Message, MessageStream};
+use crate::name::ActorName;
+use crate::stats::InFlight;
+use crate::system::Shared;
+use crate::transport::{RemoteTarget, Transport};
+
+/// A handle to an actor, local or on another node, with one API for both.
+///
+/// Cloning is cheap (one reference count). A ref does not keep the actor alive: once the actor stops,
+/// calls through the ref fail with [`PulsingError::Stopped`] (local) or
+/// [`PulsingError::NotFound`] (remote).
+///
+/// # Delivery
+///
+/// - **At most once.** A message is handled once or not at all; nothing is retried after it may have
+///   left.
+/// - **FIFO per sender→receiver pair.** Messages one task sends to one actor, each send awaited before
+///   the next, are handled in that order. (Asks whose caller has already given up may be skipped,
+///   which keeps the order of the rest.)
+/// - **Every ask ends**: in a reply, an error, or a timeout (the ref's default, see
+///   [`ActorSystemBuilder::ask_timeout`](crate::ActorSystemBuilder::ask_timeout), or the one given to
+///   [`ask_with_timeout`](Self::ask_with_timeout)).
+#[derive(Clone)]
+pub struct ActorRef {
+    inner: RefInner,
+}
+
+#[derive(Clone)]
+enum RefInner {
+    Local(Arc<LocalCell>),
+    Remote(Arc<RemoteActor>),
+}
+
+struct RemoteActor {
+    target: RemoteTarget,
+    transport: Arc<dyn Transport>,
+    shared: Arc<Shared>,
+}
+
+impl ActorRef {
+    pub(crate) fn local(cell: Arc<LocalCell>) -> ActorRef {
+        ActorRef {
+            inner: RefInner::Local(cell),
+        }
+    }
+
+    pub(crate) fn remote(
+        target: RemoteTarget,
+        transport: Arc<dyn Transport>,
+        shared: Arc<Shared>,
+    ) -> ActorRef {
+        ActorRef {
+            inner: RefInner::Remote(Arc::new(RemoteActor {
+                target,
+                transport,
+                shared,
+            })),
+        }
+    }
+
+    /// The actor's name.
+    pub fn name(&self) -> &ActorName {
+        match &self.inner {
+            RefInner::Local(c) => &c.name,
+            RefInner::Remote(r) => &r.target.name,
+        }
+    }
+
+    /// Whether the actor runs in this process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.inner, RefInner::Local(_))
+    }
+
+    /// The remote actor's node, `None` for a local actor.
+    pub fn remote_target(&self) -> Option<&RemoteTarget> {
+        match &self.inner {
+            RefInner::Local(_) => None,
+            RefInner::Remote(r) => Some(&r.target),
+        }
+    }
+
+    /// The remote actor's node address, `None` for a local actor.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_target().map(|t| t.addr)
+    }
+
+    fn shared(&self) -> &Shared {
+        match &self.inner {
+            RefInner::Local(c) => &c.shared,
+            RefInner::Remote(r) => &r.shared,
+        }
+    }
+
+    /// Sends `msg` and waits for the reply, at most the system's ask timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Timeout`] (may have been handled), [`PulsingError::MailboxFull`] and
+    /// [`PulsingError::Stopped`] (not handled), [`PulsingError::Actor`] / [`PulsingError::Panicked`]
+    /// (handled and failed), and for a remote actor [`PulsingError::NotFound`] and
+    /// [`PulsingError::NodeUnreachable`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the ask: if the message is still queued when the actor reaches it,
+    /// it is skipped; if it is being handled, the reply is discarded. Nothing stays registered on the
+    /// caller's side.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use pulsing_core::{Actor, ActorError, ActorSystem, Context, Message};
+    /// # struct Echo;
+    /// # impl Actor for Echo {
+    /// #     async fn receive(&mut self, m: Message, _: &mut Context) -> Result<Message, ActorError> { Ok(m) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing_core::PulsingError> {
+    /// let system = ActorSystem::builder().build().await?;
+    /// let echo = system.spawn(Echo, "echo").await?;
+    /// let reply = echo.ask(Message::single("ping", "hi")).await?;
+    /// assert_eq!(reply.msg_type(), Some("ping"));
+    /// # system.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn ask(&self, msg: Message) -> Result<Message, PulsingError> {
+        self.ask_with_timeout(msg, self.shared().config.ask_timeout)
+            .await
+    }
+
+    /// Like [`ask`](Self::ask) with an explicit timeout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ask`](Self::ask).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`ask`](Self::ask).
+    pub async fn ask_with_timeout(
+        &self,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, PulsingError> {
+        let shared = self.shared();
+        let _in_flight = InFlight::enter(&shared.counters.in_flight_asks);
+        let result = match &self.inner {
+            RefInner::Local(cell) => ask_local(cell, msg, timeout).await,
+            RefInner::Remote(r) => {
+                match tokio::time::timeout(timeout, r.transport.ask(&r.target, msg, timeout)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(PulsingError::Timeout(timeout)),
+                }
+            }
+        };
+        if let Err(e) = &result {
+            shared.counters.count_error(e);
+        }
+        result
+    }
+
+    /// Asks and reads the reply as a stream: a streamed reply as it is, a single reply as a stream of
+    /// one item. Waiting for each item is bounded by the same timeout as the ask.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ask`](Self::ask), for the wait until the reply starts; later failures arrive as error
+    /// items of the stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`ask`](Self::ask); dropping the returned stream tells the producer to stop.
+    pub async fn ask_stream(&self, msg: Message) -> Result<MessageStream, PulsingError> {
+        let timeout = self.shared().config.ask_timeout;
+        let reply = self.ask_with_timeout(msg, timeout).await?;
+        Ok(reply.into_stream().with_item_timeout(timeout))
+    }
+
+    /// Queues `msg` without waiting for it to be handled. Waits for room while the mailbox is full, at
+    /// most the system's mailbox wait bound.
+    ///
+    /// A failure of the handler is not reported to the sender; it is counted in
+    /// [`SystemStats::errors`](crate::SystemStats::errors) and logged.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::MailboxFull`] or [`PulsingError::Stopped`] (not delivered); for a remote actor,
+    /// also the transport's errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, the message was not queued (local) or may or may
+    /// not have been delivered (remote).
+    pub async fn tell(&self, msg: Message) -> Result<(), PulsingError> {
+        let shared = self.shared();
+        let result = match &self.inner {
+            RefInner::Local(cell) => {
+                cell.mailbox
+                    .push(
+                        Envelope { msg, reply: None },
+                        shared.config.mailbox_wait,
+                        &cell.name,
+                    )
+                    .await
+            }
+            RefInner::Remote(r) => {
+                let timeout = shared.config.ask_timeout;
+                match tokio::time::timeout(timeout, r.transport.tell(&r.target, msg, timeout)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(PulsingError::Timeout(timeout)),
+                }
+            }
+        };
+        if let Err(e) = &result {
+            shared.counters.count_error(e);
+        }
+        result
+    }
+
+    /// Queues `msg` only if the mailbox has room right now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryTellError::Full`] or [`TryTellError::Stopped`] with the message given back; for a remote
+    /// actor always [`TryTellError::Remote`] (use [`tell`](Self::tell)).
+    pub fn try_tell(&self, msg: Message) -> Result<(), TryTellError> {
+        match &self.inner {
+            RefInner::Local(cell) => cell.mailbox.try_push(Envelope { msg, reply: None }),
+            RefInner::Remote(_) => Err(TryTellError::Remote(msg)),
+        }
+    }
+
+    /// Messages waiting in a local actor's mailbox; `None` for a remote actor.
+    pub fn mailbox_len(&self) -> Option<usize> {
+        match &self.inner {
+            RefInner::Local(c) => Some(c.mailbox.len()),
+            RefInner::Remote(_) => None,
+        }
+    }
+}
+
+async fn ask_local(
+    cell: &LocalCell,
+    msg: Message,
+    timeout: Duration,
+) -> Result<Message, PulsingError> {
+    let (tx, rx) = oneshot::channel();
+    let wait = cell.shared.config.mailbox_wait.min(timeout);
+    let queued_at = tokio::time::Instant::now();
+    cell.mailbox
+        .push(
+            Envelope {
+                msg,
+                reply: Some(tx),
+            },
+            wait,
+            &cell.name,
+        )
+        .await?;
+    let remaining = timeout.saturating_sub(queued_at.elapsed());
+    match tokio::time::timeout(remaining, rx).await {
+        Ok(Ok(result)) => result,
+        // The actor stopped and dropped the envelope without answering.
+        Ok(Err(_)) => Err(PulsingError::Stopped(cell.name.to_string())),
+        Err(_) => Err(PulsingError::Timeout(timeout)),
+    }
+}
+
+impl fmt::Debug for ActorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            RefInner::Local(c) => write!(f, "ActorRef(local {})", c.name),
+            RefInner::Remote(r) => write!(f, "ActorRef({}@{})", r.target.name, r.target.addr),
+        }
+    }
+}
+
+impl PartialEq for ActorRef {
+    /// Two refs are equal when they point at the same actor incarnation (local) or the same target
+    /// (remote).
+    fn eq(&self, other: &ActorRef) -> bool {
+        match (&self.inner, &other.inner) {
+            (RefInner::Local(a), RefInner::Local(b)) => Arc::ptr_eq(a, b),
+            (RefInner::Remote(a), RefInner::Remote(b)) => a.target == b.target,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! [`ActorSystemBuilder`]: configuration of an [`ActorSystem`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::PulsingError;
+use crate::mailbox::{DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAILBOX_WAIT};
+use crate::membership::{Membership, Standalone};
+use crate::system::ActorSystem;
+use crate::transport::{NoTransport, Transport};
+
+/// Default time an ask waits for its reply.
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default bound on draining an actor at stop/shutdown, and separately on its `on_stop`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The settings of a built system.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) ask_timeout: Duration,
+    pub(crate) mailbox_capacity: usize,
+    pub(crate) mailbox_wait: Duration,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            mailbox_wait: DEFAULT_MAILBOX_WAIT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// Builds an [`ActorSystem`].
+///
+/// With nothing set, the system is standalone: no network, no cluster, every default below.
+/// With a transport, it serves on [`addr`](Self::addr) (default `127.0.0.1:0`, a free port);
+/// with seeds, a membership implementation joins them.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`ask_timeout`](Self::ask_timeout) | [`DEFAULT_ASK_TIMEOUT`] (30 s) |
+/// | [`mailbox_capacity`](Self::mailbox_capacity) | [`DEFAULT_MAILBOX_CAPACITY`] (1024) |
+/// | [`mailbox_wait`](Self::mailbox_wait) | [`DEFAULT_MAILBOX_WAIT`] (5 s) |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s) |
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing_core::PulsingError> {
+/// use std::time::Duration;
+/// let system = pulsing_core::ActorSystem::builder()
+///     .ask_timeout(Duration::from_secs(5))
+///     .build()
+///     .await?;
+/// assert_eq!(system.addr(), None);
+/// # system.shutdown().await; Ok(()) }
+/// ```
+#[derive(Default)]
+#[must_use = "call .build().await"]
+pub struct ActorSystemBuilder {
+    config: Config,
+    addr: Option<String>,
+    seeds: Vec<String>,
+    transport: Option<Arc<dyn Transport>>,
+    membership: Option<Arc<dyn Membership>>,
+}
+
+impl ActorSystemBuilder {
+    /// The address to serve on, `host:port` with an IP host (port 0 picks a free port). Needs a
+    /// transport.
+    pub fn addr(mut self, addr: impl Into<String>) -> Self {
+        self.addr = Some(addr.into());
+        self
+    }
+
+    /// Seed nodes to join (`host:port`; host may be a DNS name). Needs a membership.
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The transport to serve and send with.
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// The transport, already shared.
+    pub fn transport_arc(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Whether a transport has been set.
+    pub fn has_transport(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    /// The membership to join the cluster with.
+    pub fn membership(mut self, membership: impl Membership) -> Self {
+        self.membership = Some(Arc::new(membership));
+        self
+    }
+
+    /// The membership, already shared.
+    pub fn membership_arc(mut self, membership: Arc<dyn Membership>) -> Self {
+        self.membership = Some(membership);
+        self
+    }
+
+    /// Whether a membership has been set.
+    pub fn has_membership(&self) -> bool {
+        self.membership.is_some()
+    }
+
+    /// Default timeout of `ask` for refs made by this system.
+    pub fn ask_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ask_timeout = timeout;
+        self
+    }
+
+    /// Default mailbox capacity (at least 1).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.config.mailbox_capacity = capacity.max(1);
+        self
+    }
+
+    /// How long `ask`/`tell` wait for room in a full mailbox.
+    pub fn mailbox_wait(mut self, wait: Duration) -> Self {
+        self.config.mailbox_wait = wait;
+        self
+    }
+
+    /// Bound on draining an actor at stop/shutdown, and separately on its `on_stop`.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Starts the system: binds the transport (if any) and joins the seeds (if any).
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] for an address that does not parse, an address or seeds without a
+    /// transport, seeds without a membership, or a bind failure; the membership's join error.
+    pub async fn build(self) -> Result<ActorSystem, PulsingError> {
+        let has_transport = self.transport.is_some();
+        if !has_transport && (self.addr.is_some() || !self.seeds.is_empty()) {
+            return Err(PulsingError::Config(
+                "an address or seeds need a transport: use the `pulsing` crate with its `http` \
+                 feature, or pass .transport(..)"
+                    .into(),
+            ));
+        }
+        let bind = if has_transport {
+            let text = self.addr.as_deref().unwrap_or("127.0.0.1:0");
+            Some(text.parse::<SocketAddr>().map_err(|e| {
+                PulsingError::Config(format!("address {text:?} is not ip:port ({e})"))
+            })?)
+        } else {
+            None
+        };
+        let transport = self.transport.unwrap_or_else(|| Arc::new(NoTransport));
+        let membership = self
+            .membership
+            .unwrap_or_else(|| Arc::new(Standalone::default()));
+        ActorSystem::start(self.config, bind, self.seeds, transport, membership).await
+    }
+}

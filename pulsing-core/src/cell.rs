@@ -1,0 +1,351 @@
+//! A local actor's cell (its mailbox, stop signals and counters) and the task that runs it, including
+//! supervision: what happens when a handler fails, panics, or the actor is asked to stop.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::actor::{Actor, Context, RestartPolicy};
+use crate::error::PulsingError;
+use crate::mailbox::{Envelope, MailboxSender};
+use crate::message::Message;
+use crate::name::ActorName;
+use crate::system::Shared;
+
+/// A one-shot flag that tasks can wait on.
+#[derive(Default)]
+pub(crate) struct Event {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Event {
+    pub(crate) fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Returns once the flag is set. Cancel safe.
+    pub(crate) async fn wait(&self) {
+        // `notified()` sees every `notify_waiters` from its creation on, so checking the flag after
+        // creating it cannot miss a `set`.
+        let notified = self.notify.notified();
+        if self.is_set() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Everything shared between an actor's task and the refs pointing at it.
+pub(crate) struct LocalCell {
+    /// Distinguishes this incarnation from a later actor spawned under the same name.
+    pub(crate) id: u64,
+    pub(crate) name: ActorName,
+    pub(crate) public: bool,
+    pub(crate) mailbox: MailboxSender,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handled: AtomicU64,
+    stop_requested: Event,
+    stop_deadline: Mutex<Option<Instant>>,
+    pub(crate) stopped: Event,
+}
+
+impl LocalCell {
+    pub(crate) fn new(
+        id: u64,
+        name: ActorName,
+        public: bool,
+        mailbox: MailboxSender,
+        shared: Arc<Shared>,
+    ) -> LocalCell {
+        LocalCell {
+            id,
+            name,
+            public,
+            mailbox,
+            shared,
+            handled: AtomicU64::new(0),
+            stop_requested: Event::default(),
+            stop_deadline: Mutex::new(None),
+            stopped: Event::default(),
+        }
+    }
+
+    /// Asks the actor to stop: it closes its mailbox, handles what is queued until `deadline`, answers
+    /// the rest with [`PulsingError::Stopped`], runs `on_stop`. The earliest deadline asked for wins.
+    pub(crate) fn request_stop(&self, deadline: Instant) {
+        {
+            let mut d = self.stop_deadline.lock().unwrap_or_else(|p| p.into_inner());
+            *d = Some(d.map_or(deadline, |old| old.min(deadline)));
+        }
+        self.stop_requested.set();
+    }
+
+    fn stop_deadline(&self) -> Instant {
+        let d = self.stop_deadline.lock().unwrap_or_else(|p| p.into_inner());
+        d.unwrap_or_else(Instant::now)
+    }
+}
+
+/// Where a restarted actor's new state comes from.
+pub(crate) enum Source<A> {
+    /// A single instance: the actor cannot be restarted.
+    Instance,
+    /// A factory, called for each restart.
+    Factory(Box<dyn FnMut() -> A + Send>),
+}
+
+/// How the message loop ended.
+enum Exit {
+    /// Stopped on request; the instance is sound and `on_stop` runs.
+    Requested,
+    /// The instance panicked or failed to restart; `on_stop` is skipped.
+    Broken,
+}
+
+type Caught<T> = Result<T, Box<dyn Any + Send>>;
+
+async fn catch<F: std::future::Future>(f: F) -> Caught<F::Output> {
+    AssertUnwindSafe(f).catch_unwind().await
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Runs one actor until it stops. `started` learns how `on_start` went.
+pub(crate) async fn run<A: Actor>(
+    mut actor: A,
+    mut source: Source<A>,
+    mut rx: mpsc::Receiver<Envelope>,
+    cell: Arc<LocalCell>,
+    mut ctx: Context,
+    policy: RestartPolicy,
+    started: oneshot::Sender<Result<(), PulsingError>>,
+) {
+    let start = match catch(actor.on_start(&mut ctx)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(PulsingError::Actor(e)),
+        Err(p) => Err(PulsingError::Panicked {
+            actor: cell.name.to_string(),
+            message: panic_message(&*p),
+        }),
+    };
+    let exit = if start.is_ok() {
+        let _ = started.send(Ok(()));
+        message_loop(&mut actor, &mut source, &mut rx, &cell, &mut ctx, policy).await
+    } else {
+        let _ = started.send(start);
+        Exit::Broken
+    };
+    finish(actor, exit, rx, &cell, ctx).await;
+}
+
+async fn message_loop<A: Actor>(
+    actor: &mut A,
+    source: &mut Source<A>,
+    rx: &mut mpsc::Receiver<Envelope>,
+    cell: &LocalCell,
+    ctx: &mut Context,
+    policy: RestartPolicy,
+) -> Exit {
+    let shared = &*cell.shared;
+    // Set once a stop is requested: the mailbox is closed and queued work must finish by then.
+    let mut deadline: Option<Instant> = None;
+    let begin_stop = |rx: &mut mpsc::Receiver<Envelope>| {
+        rx.close();
+        cell.stop_deadline()
+    };
+    loop {
+        let env = match deadline {
+            Some(d) => {
+                if Instant::now() >= d {
+                    return Exit::Requested;
+                }
+                match timeout_at(d, rx.recv()).await {
+                    Ok(Some(env)) => env,
+                    _ => return Exit::Requested,
+                }
+            }
+            None => tokio::select! {
+                biased;
+                env = rx.recv() => match env {
+                    Some(env) => env,
+                    None => return Exit::Requested,
+                },
+                () = cell.stop_requested.wait() => {
+                    deadline = Some(begin_stop(rx));
+                    continue;
+                }
+            },
+        };
+        let Envelope { msg, reply } = env;
+        if reply.as_ref().is_some_and(|r| r.is_closed()) {
+            // The caller gave up (timeout or dropped future): at-most-once lets us skip the work.
+            shared.counters.expired_asks.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+
+        let outcome = {
+            let mut handler = pin!(catch(actor.receive(msg, ctx)));
+            loop {
+                match deadline {
+                    Some(d) => break timeout_at(d, &mut handler).await.ok(),
+                    None => tokio::select! {
+                        biased;
+                        r = &mut handler => break Some(r),
+                        () = cell.stop_requested.wait() => deadline = Some(begin_stop(rx)),
+                    },
+                }
+            }
+        };
+        cell.handled.fetch_add(1, Ordering::Relaxed);
+
+        match outcome {
+            None => {
+                // Shutdown deadline passed while the handler ran: it was cancelled.
+                answer(shared, reply, Err(PulsingError::Stopped(cell.name.to_string())));
+                return Exit::Requested;
+            }
+            Some(Ok(result)) => answer(shared, reply, result.map_err(PulsingError::Actor)),
+            Some(Err(panic)) => {
+                shared.counters.panics.fetch_add(1, Ordering::Relaxed);
+                let err = PulsingError::Panicked {
+                    actor: cell.name.to_string(),
+                    message: panic_message(&*panic),
+                };
+                tracing::error!(actor = %cell.name, "handler panicked: {err}");
+                answer(shared, reply, Err(err));
+                let OnRestart::Continue = restart(actor, source, cell, ctx, policy, &mut deadline, rx).await else {
+                    return Exit::Broken;
+                };
+            }
+        }
+        if ctx.stop_requested {
+            return Exit::Requested;
+        }
+    }
+}
+
+enum OnRestart {
+    Continue,
+    Stop,
+}
+
+/// Applies `policy` after a panic: rebuilds the instance from the factory, or says to stop.
+async fn restart<A: Actor>(
+    actor: &mut A,
+    source: &mut Source<A>,
+    cell: &LocalCell,
+    ctx: &mut Context,
+    policy: RestartPolicy,
+    deadline: &mut Option<Instant>,
+    rx: &mut mpsc::Receiver<Envelope>,
+) -> OnRestart {
+    let RestartPolicy::OnFailure {
+        max_restarts,
+        backoff,
+    } = policy
+    else {
+        return OnRestart::Stop;
+    };
+    let Source::Factory(factory) = source else {
+        return OnRestart::Stop;
+    };
+    if ctx.restarts >= max_restarts || deadline.is_some() {
+        return OnRestart::Stop;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(backoff) => {}
+        () = cell.stop_requested.wait() => {
+            rx.close();
+            *deadline = Some(cell.stop_deadline());
+            return OnRestart::Stop;
+        }
+    }
+    let Ok(fresh) = std::panic::catch_unwind(AssertUnwindSafe(&mut *factory)) else {
+        tracing::error!(actor = %cell.name, "actor factory panicked; stopping");
+        return OnRestart::Stop;
+    };
+    *actor = fresh;
+    ctx.restarts += 1;
+    cell.shared.counters.restarts.fetch_add(1, Ordering::Relaxed);
+    match catch(actor.on_start(ctx)).await {
+        Ok(Ok(())) => OnRestart::Continue,
+        Ok(Err(e)) => {
+            tracing::error!(actor = %cell.name, "on_start failed after restart: {e}; stopping");
+            OnRestart::Stop
+        }
+        Err(_) => {
+            tracing::error!(actor = %cell.name, "on_start panicked after restart; stopping");
+            OnRestart::Stop
+        }
+    }
+}
+
+/// Sends the outcome to the asker, or, for a tell, records a failure nobody else would see.
+fn answer(
+    shared: &Shared,
+    reply: Option<crate::mailbox::ReplyTo>,
+    result: Result<Message, PulsingError>,
+) {
+    match reply {
+        Some(r) => {
+            let _ = r.send(result);
+        }
+        None => {
+            if let Err(e) = result {
+                shared.counters.count_error(&e);
+                tracing::warn!("a told message failed: {e}");
+            }
+        }
+    }
+}
+
+/// Closes the mailbox, answers what is still queued, runs `on_stop`, and removes the actor.
+async fn finish<A: Actor>(
+    mut actor: A,
+    exit: Exit,
+    mut rx: mpsc::Receiver<Envelope>,
+    cell: &Arc<LocalCell>,
+    mut ctx: Context,
+) {
+    rx.close();
+    let system = ctx.system.clone();
+    system.forget_actor(cell).await;
+    let shared = &*cell.shared;
+    while let Ok(env) = rx.try_recv() {
+        let err = PulsingError::Stopped(cell.name.to_string());
+        if env.reply.is_none() {
+            shared.counters.count_error(&err);
+        }
+        answer(shared, env.reply, Err(err));
+    }
+    if let Exit::Requested = exit {
+        let bound = shared.config.shutdown_timeout;
+        match timeout(bound, catch(actor.on_stop(&mut ctx))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!(actor = %cell.name, "on_stop panicked"),
+            Err(_) => tracing::warn!(actor = %cell.name, "on_stop did not finish within {bound:?}"),
+        }
+    }
+    drop(actor);
+    cell.stopped.set();
+}

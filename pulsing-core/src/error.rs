@@ -1,0 +1,404 @@
+//! Errors: [`PulsingError`] for everything the runtime reports, [`ActorError`] for what a handler returns,
+//! and [`ErrorKind`], the stable name of each error that crosses the wire.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The result type of the runtime's fallible calls.
+pub type Result<T, E = PulsingError> = std::result::Result<T, E>;
+
+/// An error from the actor runtime.
+///
+/// Each variant says whether the message was delivered. Callers usually branch on the predicates
+/// ([`is_timeout`](Self::is_timeout), [`is_not_found`](Self::is_not_found), ...), which map one-to-one onto
+/// the Python exception classes and onto the wire `kind` ([`PulsingError::kind`]). An error received from a
+/// remote node is rebuilt with [`PulsingError::from_wire`], so a remote `not_found` is a local
+/// [`PulsingError::NotFound`], not a string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PulsingError {
+    /// No actor with this name is reachable (unknown, stopped and removed, or private to another node).
+    /// The message was not delivered.
+    #[error("actor not found: {0}")]
+    NotFound(String),
+    /// No reply came within the ask timeout. The message may have been delivered and handled.
+    #[error("ask timed out after {0:?}; the message may have been delivered")]
+    Timeout(Duration),
+    /// The actor's mailbox stayed full for the whole wait bound. The message was not delivered.
+    #[error("mailbox of actor {0} is full; the message was not delivered")]
+    MailboxFull(String),
+    /// The actor stopped (or the system shut down) before it handled the message. The message was not
+    /// handled; for an ask whose handler was interrupted by shutdown it may have been partly handled.
+    #[error("actor {0} stopped before handling the message")]
+    Stopped(String),
+    /// The handler returned an error. The message was delivered and handled; the actor keeps running.
+    #[error("actor error: {0}")]
+    Actor(ActorError),
+    /// The handler panicked. The message was delivered; the actor was restarted or stopped according to
+    /// its [`RestartPolicy`](crate::RestartPolicy).
+    #[error("actor {actor} panicked: {message}")]
+    Panicked {
+        /// The actor whose handler panicked.
+        actor: String,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// A name that does not follow the naming rules (see [`ActorName`](crate::ActorName)).
+    #[error("invalid actor name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// An actor with this name already runs on this node. Nothing was spawned.
+    #[error("an actor named {0} already exists on this node; stop it first or pick another name")]
+    AlreadyExists(String),
+    /// The message or request was malformed. It was not delivered.
+    #[error("bad message: {0}")]
+    BadMessage(String),
+    /// The message is larger than the receiving node accepts. It was not delivered.
+    #[error("message too large: {0}")]
+    TooLarge(String),
+    /// The node holding the actor could not be reached (connection refused or reset, no transport).
+    /// Whether the message was delivered is said in the text: before any byte was sent it was not.
+    #[error("node {addr} unreachable: {reason}")]
+    NodeUnreachable {
+        /// The address that was tried.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The local actor system is shutting down or has shut down. The message was not delivered.
+    #[error("actor system is shut down")]
+    SystemShutdown,
+    /// A streamed reply ended without its end marker: the producer stopped or the connection broke.
+    #[error("stream ended without its end marker: {0}")]
+    StreamTruncated(String),
+    /// A misconfiguration detected when building the system or spawning an actor.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An error kind this version does not know, received from a newer peer.
+    #[error("{kind}: {message}")]
+    Other {
+        /// The wire kind as received.
+        kind: String,
+        /// The message as received.
+        message: String,
+    },
+}
+
+/// The stable name of an error, as written in the `kind` field on the wire (see `docs/protocol.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `not_found`
+    NotFound,
+    /// `timeout`
+    Timeout,
+    /// `overloaded` (mailbox full)
+    Overloaded,
+    /// `stopped`
+    Stopped,
+    /// `actor_error` (handler returned an error or panicked)
+    ActorError,
+    /// `bad_request` (bad message, bad name)
+    BadRequest,
+    /// `too_large`
+    TooLarge,
+    /// `unreachable`
+    Unreachable,
+    /// `shutdown`
+    Shutdown,
+    /// `stream_truncated`
+    StreamTruncated,
+    /// `config`
+    Config,
+    /// `already_exists`
+    AlreadyExists,
+    /// Any other kind.
+    Other,
+}
+
+impl ErrorKind {
+    /// The wire name of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Stopped => "stopped",
+            ErrorKind::ActorError => "actor_error",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Shutdown => "shutdown",
+            ErrorKind::StreamTruncated => "stream_truncated",
+            ErrorKind::Config => "config",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PulsingError {
+    /// The wire kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PulsingError::NotFound(_) => ErrorKind::NotFound,
+            PulsingError::Timeout(_) => ErrorKind::Timeout,
+            PulsingError::MailboxFull(_) => ErrorKind::Overloaded,
+            PulsingError::Stopped(_) => ErrorKind::Stopped,
+            PulsingError::Actor(_) | PulsingError::Panicked { .. } => ErrorKind::ActorError,
+            PulsingError::InvalidName { .. } | PulsingError::BadMessage(_) => ErrorKind::BadRequest,
+            PulsingError::TooLarge(_) => ErrorKind::TooLarge,
+            PulsingError::NodeUnreachable { .. } => ErrorKind::Unreachable,
+            PulsingError::SystemShutdown => ErrorKind::Shutdown,
+            PulsingError::StreamTruncated(_) => ErrorKind::StreamTruncated,
+            PulsingError::Config(_) => ErrorKind::Config,
+            PulsingError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            PulsingError::Other { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// The human-readable part of this error as sent on the wire: the payload of the variant, without
+    /// the prefix that [`Display`](fmt::Display) adds.
+    pub fn wire_message(&self) -> String {
+        match self {
+            PulsingError::NotFound(s)
+            | PulsingError::MailboxFull(s)
+            | PulsingError::Stopped(s)
+            | PulsingError::BadMessage(s)
+            | PulsingError::TooLarge(s)
+            | PulsingError::StreamTruncated(s)
+            | PulsingError::Config(s)
+            | PulsingError::AlreadyExists(s) => s.clone(),
+            PulsingError::Actor(e) => e.to_string(),
+            PulsingError::Other { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Rebuilds an error received from a peer as `{"kind": kind, "message": message}`.
+    ///
+    /// `actor_error` becomes [`PulsingError::Actor`] whose [`ActorError::type_name`] is the part of the
+    /// message before the first `": "` when it looks like a type name (the form [`ActorError`] displays
+    /// itself in). Unknown kinds become [`PulsingError::Other`] so nothing is lost.
+    pub fn from_wire(kind: &str, message: impl Into<String>) -> PulsingError {
+        let message = message.into();
+        match kind {
+            "not_found" => PulsingError::NotFound(message),
+            "timeout" => PulsingError::Other {
+                // A remote timeout keeps its text; the local caller's own timer is a separate matter.
+                kind: "timeout".into(),
+                message,
+            },
+            "overloaded" => PulsingError::MailboxFull(message),
+            "stopped" => PulsingError::Stopped(message),
+            "actor_error" => PulsingError::Actor(ActorError::parse_display(&message)),
+            "bad_request" => PulsingError::BadMessage(message),
+            "too_large" => PulsingError::TooLarge(message),
+            "unreachable" => PulsingError::NodeUnreachable {
+                addr: String::new(),
+                reason: message,
+            },
+            "shutdown" => PulsingError::SystemShutdown,
+            "stream_truncated" => PulsingError::StreamTruncated(message),
+            "config" => PulsingError::Config(message),
+            "already_exists" => PulsingError::AlreadyExists(message),
+            _ => PulsingError::Other {
+                kind: kind.to_owned(),
+                message,
+            },
+        }
+    }
+
+    /// The ask (or a wait it contains) timed out: locally, or on the remote node (`kind == "timeout"`).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PulsingError::Timeout(_))
+            || matches!(self, PulsingError::Other { kind, .. } if kind == "timeout")
+    }
+    /// No such actor is reachable.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, PulsingError::NotFound(_))
+    }
+    /// The mailbox was full for the whole wait bound.
+    pub fn is_mailbox_full(&self) -> bool {
+        matches!(self, PulsingError::MailboxFull(_))
+    }
+    /// The actor or the whole system stopped before handling the message.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, PulsingError::Stopped(_) | PulsingError::SystemShutdown)
+    }
+    /// The handler returned an error or panicked.
+    pub fn is_actor_error(&self) -> bool {
+        matches!(self, PulsingError::Actor(_) | PulsingError::Panicked { .. })
+    }
+    /// The handler panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, PulsingError::Panicked { .. })
+    }
+    /// The target node could not be reached.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, PulsingError::NodeUnreachable { .. })
+    }
+    /// The input was refused as malformed (bad message or bad name).
+    pub fn is_bad_message(&self) -> bool {
+        matches!(
+            self,
+            PulsingError::BadMessage(_) | PulsingError::InvalidName { .. }
+        )
+    }
+    /// The message exceeded the size limit.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, PulsingError::TooLarge(_))
+    }
+}
+
+/// What a handler returns when it fails: a message and, optionally, the name of the error's type.
+///
+/// The actor keeps running after a handler returns an error; the caller receives
+/// [`PulsingError::Actor`]. Any `std::error::Error` converts into it, so `?` works inside handlers:
+///
+/// ```
+/// use pulsing_core::ActorError;
+/// fn parse(input: &str) -> Result<u32, ActorError> {
+///     Ok(input.parse::<u32>()?)
+/// }
+/// let err = parse("x").unwrap_err();
+/// assert_eq!(err.message(), "invalid digit found in string");
+/// ```
+///
+/// (Like `anyhow::Error`, `ActorError` does not itself implement `std::error::Error`, which is what makes
+/// that blanket conversion possible; [`PulsingError`] does.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorError {
+    type_name: Option<String>,
+    message: String,
+}
+
+impl ActorError {
+    /// An error with just a message.
+    pub fn new(message: impl Into<String>) -> ActorError {
+        ActorError {
+            type_name: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error that names its type, e.g. a Python exception class (`"ValueError"`).
+    pub fn with_type(type_name: impl Into<String>, message: impl Into<String>) -> ActorError {
+        ActorError {
+            type_name: Some(type_name.into()),
+            message: message.into(),
+        }
+    }
+
+    /// The error's type name, if the handler gave one.
+    pub fn type_name(&self) -> Option<&str> {
+        self.type_name.as_deref()
+    }
+
+    /// The error's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Parses the `Type: message` form written by `Display`; a prefix counts as a type name only if it
+    /// is a non-empty run of identifier characters and dots.
+    fn parse_display(s: &str) -> ActorError {
+        if let Some((head, tail)) = s.split_once(": ") {
+            let looks_like_type = !head.is_empty()
+                && head
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if looks_like_type {
+                return ActorError::with_type(head, tail);
+            }
+        }
+        ActorError::new(s)
+    }
+}
+
+impl fmt::Display for ActorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.type_name {
+            Some(t) => write!(f, "{t}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for ActorError {
+    fn from(e: E) -> ActorError {
+        ActorError::new(e.to_string())
+    }
+}
+
+impl From<ActorError> for PulsingError {
+    fn from(e: ActorError) -> PulsingError {
+        PulsingError::Actor(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_the_wire_form() {
+        let errors = [
+            PulsingError::NotFound("a".into()),
+            PulsingError::MailboxFull("a".into()),
+            PulsingError::Stopped("a".into()),
+            PulsingError::Actor(ActorError::with_type("ValueError", "bad: value")),
+            PulsingError::Actor(ActorError::new("plain message")),
+            PulsingError::BadMessage("x".into()),
+            PulsingError::TooLarge("x".into()),
+            PulsingError::StreamTruncated("x".into()),
+            PulsingError::AlreadyExists("a".into()),
+        ];
+        for e in errors {
+            let back = PulsingError::from_wire(e.kind().as_str(), e.wire_message());
+            assert_eq!(back, e, "kind {}", e.kind());
+        }
+    }
+
+    #[test]
+    fn predicates_survive_the_wire() {
+        let t = PulsingError::Timeout(Duration::from_secs(1));
+        assert!(PulsingError::from_wire(t.kind().as_str(), t.wire_message()).is_timeout());
+        let p = PulsingError::Panicked {
+            actor: "a".into(),
+            message: "boom".into(),
+        };
+        assert!(PulsingError::from_wire(p.kind().as_str(), p.wire_message()).is_actor_error());
+        let u = PulsingError::NodeUnreachable {
+            addr: "127.0.0.1:1".into(),
+            reason: "refused".into(),
+        };
+        assert!(PulsingError::from_wire(u.kind().as_str(), u.wire_message()).is_unreachable());
+        assert!(PulsingError::from_wire("shutdown", "").is_stopped());
+    }
+
+    #[test]
+    fn unknown_kind_is_kept_verbatim() {
+        let e = PulsingError::from_wire("quota_exceeded", "try later");
+        assert_eq!(e.kind(), ErrorKind::Other);
+        assert_eq!(e.to_string(), "quota_exceeded: try later");
+    }
+
+    #[test]
+    fn question_mark_converts_std_errors_into_actor_errors() {
+        fn f() -> Result<i32, ActorError> {
+            Ok("12x".parse::<i32>()?)
+        }
+        assert!(f().unwrap_err().message().contains("invalid digit"));
+    }
+}

@@ -1,0 +1,142 @@
+//! Bounded mailboxes: the queue in front of each local actor.
+//!
+//! A mailbox is a bounded FIFO ([`tokio::sync::mpsc`]); there is no unbounded queue anywhere in the
+//! runtime. Its contract:
+//!
+//! - Capacity is [`DEFAULT_MAILBOX_CAPACITY`] unless set per system
+//!   ([`ActorSystemBuilder::mailbox_capacity`](crate::ActorSystemBuilder::mailbox_capacity)) or per spawn
+//!   ([`SpawnOptions::mailbox_capacity`](crate::SpawnOptions::mailbox_capacity)).
+//! - `ask` and `tell` wait for room while the mailbox is full, at most the system's mailbox wait bound
+//!   ([`DEFAULT_MAILBOX_WAIT`], and never longer than the ask's own timeout); then they fail with
+//!   [`PulsingError::MailboxFull`] and the message was not delivered.
+//! - `try_tell` never waits: when the mailbox is full it hands the message back in
+//!   [`TryTellError::Full`], like `tokio::sync::mpsc`'s `TrySendError::Full`.
+//! - Once the actor stops, the mailbox is closed: sends fail with [`PulsingError::Stopped`] and queued
+//!   asks are answered with the same error.
+//! - Messages from one sender are handled in the order that sender's sends completed (FIFO per
+//!   sender→receiver pair).
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::PulsingError;
+use crate::message::Message;
+use crate::name::ActorName;
+
+/// Default mailbox capacity, in messages.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
+/// Default bound on how long `ask`/`tell` wait for room in a full mailbox.
+pub const DEFAULT_MAILBOX_WAIT: Duration = Duration::from_secs(5);
+
+/// Where the reply to an ask goes.
+pub(crate) type ReplyTo = oneshot::Sender<Result<Message, PulsingError>>;
+
+/// A message in a mailbox, with the channel for its reply (`None` for a tell).
+pub(crate) struct Envelope {
+    pub(crate) msg: Message,
+    pub(crate) reply: Option<ReplyTo>,
+}
+
+/// The sending side of an actor's mailbox.
+#[derive(Clone)]
+pub(crate) struct MailboxSender {
+    tx: mpsc::Sender<Envelope>,
+}
+
+/// Creates a mailbox holding at most `capacity` messages (at least 1).
+pub(crate) fn mailbox(capacity: usize) -> (MailboxSender, mpsc::Receiver<Envelope>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (MailboxSender { tx }, rx)
+}
+
+impl MailboxSender {
+    /// Queues `env`, waiting at most `wait` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::MailboxFull`] after `wait`, [`PulsingError::Stopped`] if the mailbox is closed; in
+    /// both cases the message was not queued.
+    pub(crate) async fn push(
+        &self,
+        env: Envelope,
+        wait: Duration,
+        name: &ActorName,
+    ) -> Result<(), PulsingError> {
+        // Fast path: no timer when there is room.
+        match self.tx.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PulsingError::Stopped(name.to_string())),
+            Err(mpsc::error::TrySendError::Full(env)) => {
+                match tokio::time::timeout(wait, self.tx.send(env)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(PulsingError::Stopped(name.to_string())),
+                    Err(_) => Err(PulsingError::MailboxFull(name.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Queues `env` if there is room now; otherwise gives it back.
+    pub(crate) fn try_push(&self, env: Envelope) -> Result<(), TryTellError> {
+        match self.tx.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(env)) => Err(TryTellError::Full(env.msg)),
+            Err(mpsc::error::TrySendError::Closed(env)) => Err(TryTellError::Stopped(env.msg)),
+        }
+    }
+
+    /// Messages queued now.
+    pub(crate) fn len(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Why [`ActorRef::try_tell`](crate::ActorRef::try_tell) did not queue a message; each variant gives the
+/// message back.
+#[non_exhaustive]
+pub enum TryTellError {
+    /// The mailbox is full right now.
+    Full(Message),
+    /// The actor has stopped.
+    Stopped(Message),
+    /// The actor is on another node: whether its mailbox has room cannot be known without a round trip,
+    /// so use `tell`, which waits for room with a bound.
+    Remote(Message),
+}
+
+impl TryTellError {
+    /// The message that was not sent.
+    pub fn into_message(self) -> Message {
+        match self {
+            TryTellError::Full(m) | TryTellError::Stopped(m) | TryTellError::Remote(m) => m,
+        }
+    }
+
+    /// Whether the mailbox was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryTellError::Full(_))
+    }
+}
+
+impl fmt::Debug for TryTellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for TryTellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryTellError::Full(_) => "mailbox full; the message was not delivered",
+            TryTellError::Stopped(_) => "actor stopped; the message was not delivered",
+            TryTellError::Remote(_) => {
+                "try_tell needs a local actor; use tell for a remote one (the message was not sent)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for TryTellError {}

@@ -1,0 +1,92 @@
+//! Counters the runtime keeps, read by [`ActorSystem::stats`](crate::ActorSystem::stats) and exported
+//! by transports (e.g. `GET /metrics`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::error::{ErrorKind, PulsingError};
+
+const KINDS: [ErrorKind; 13] = [
+    ErrorKind::NotFound,
+    ErrorKind::Timeout,
+    ErrorKind::Overloaded,
+    ErrorKind::Stopped,
+    ErrorKind::ActorError,
+    ErrorKind::BadRequest,
+    ErrorKind::TooLarge,
+    ErrorKind::Unreachable,
+    ErrorKind::Shutdown,
+    ErrorKind::StreamTruncated,
+    ErrorKind::Config,
+    ErrorKind::AlreadyExists,
+    ErrorKind::Other,
+];
+
+fn kind_index(kind: ErrorKind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len() - 1)
+}
+
+/// System-wide counters. Per-actor message counts live in each actor's cell and are summed on read.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) in_flight_asks: AtomicU64,
+    /// Messages handled by actors that have since stopped.
+    pub(crate) retired_handled: AtomicU64,
+    /// Asks skipped because their caller had already given up.
+    pub(crate) expired_asks: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    errors: [AtomicU64; KINDS.len()],
+}
+
+impl Counters {
+    pub(crate) fn count_error(&self, err: &PulsingError) {
+        self.errors[kind_index(err.kind())].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn errors_by_kind(&self) -> Vec<(ErrorKind, u64)> {
+        KINDS
+            .iter()
+            .zip(&self.errors)
+            .map(|(k, n)| (*k, n.load(Relaxed)))
+            .collect()
+    }
+}
+
+/// Decrements the in-flight ask count when the ask ends, however it ends (reply, error, timeout, or
+/// the caller dropping the future).
+pub(crate) struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn enter(counter: &'a AtomicU64) -> InFlight<'a> {
+        counter.fetch_add(1, Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A snapshot of the system's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SystemStats {
+    /// Local actors running now.
+    pub actors: usize,
+    /// Messages handled by local actors since the system started.
+    pub messages_handled: u64,
+    /// Messages queued in local mailboxes now.
+    pub queued: u64,
+    /// Asks sent from this node that have not ended yet.
+    pub in_flight_asks: u64,
+    /// Asks dropped from a mailbox unhandled because their caller had already given up.
+    pub expired_asks: u64,
+    /// Handler panics.
+    pub panics: u64,
+    /// Restarts after a panic.
+    pub restarts: u64,
+    /// Errors returned to callers on this node, by wire kind (every kind listed, zeros included).
+    pub errors: Vec<(ErrorKind, u64)>,
+}

@@ -1,0 +1,594 @@
+//! [`ActorSystem`]: spawns, finds and stops actors, and ties the transport and membership together.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::actor::{Actor, Context, RestartPolicy};
+use crate::actor_ref::ActorRef;
+use crate::builder::{ActorSystemBuilder, Config};
+use crate::cell::{self, LocalCell, Source};
+use crate::error::PulsingError;
+use crate::mailbox::{mailbox, Envelope};
+use crate::membership::{Member, Membership};
+use crate::message::Message;
+use crate::name::ActorName;
+use crate::stats::{Counters, SystemStats};
+use crate::transport::{InboundHandler, NodeId, RemoteTarget, Transport};
+
+/// Configuration and counters shared by the system, its actors and its refs.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+}
+
+/// How to spawn an actor: visibility, mailbox size, restart policy.
+///
+/// # Examples
+///
+/// ```
+/// use pulsing_core::{RestartPolicy, SpawnOptions};
+/// use std::time::Duration;
+/// let opts = SpawnOptions::new()
+///     .public(true)
+///     .mailbox_capacity(64)
+///     .restart(RestartPolicy::OnFailure { max_restarts: 3, backoff: Duration::from_millis(10) });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    public: bool,
+    mailbox_capacity: Option<usize>,
+    restart: RestartPolicy,
+}
+
+impl SpawnOptions {
+    /// Private, the system's mailbox capacity, [`RestartPolicy::Never`].
+    pub fn new() -> SpawnOptions {
+        SpawnOptions::default()
+    }
+
+    /// Whether other nodes can find and call the actor (default: `false`, local only).
+    pub fn public(mut self, public: bool) -> SpawnOptions {
+        self.public = public;
+        self
+    }
+
+    /// The mailbox capacity for this actor (at least 1).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> SpawnOptions {
+        self.mailbox_capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// What to do when a handler panics. Anything but [`RestartPolicy::Never`] needs
+    /// [`ActorSystem::spawn_factory`].
+    pub fn restart(mut self, policy: RestartPolicy) -> SpawnOptions {
+        self.restart = policy;
+        self
+    }
+}
+
+struct Entry {
+    cell: Arc<LocalCell>,
+    task: Option<AbortHandle>,
+}
+
+pub(crate) struct SystemInner {
+    pub(crate) shared: Arc<Shared>,
+    node_id: NodeId,
+    addr: OnceLock<SocketAddr>,
+    transport: Arc<dyn Transport>,
+    membership: Arc<dyn Membership>,
+    actors: RwLock<HashMap<ActorName, Entry>>,
+    next_actor_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// A set of local actors plus the transport and membership that connect them to other nodes.
+///
+/// Cheap to clone (one reference count); clones are the same system. Build one with
+/// [`ActorSystem::builder`]. Actors keep running until stopped or until [`shutdown`](Self::shutdown):
+/// dropping every handle does not stop them, so call `shutdown` when done.
+///
+/// # Examples
+///
+/// ```
+/// use pulsing_core::{Actor, ActorError, ActorSystem, Context, Message, SpawnOptions};
+///
+/// struct Echo;
+/// impl Actor for Echo {
+///     async fn receive(&mut self, msg: Message, _: &mut Context) -> Result<Message, ActorError> {
+///         Ok(msg)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing_core::PulsingError> {
+/// let system = ActorSystem::builder().build().await?;
+/// system.spawn_with(Echo, "echo", SpawnOptions::new().public(true)).await?;
+/// let echo = system.find("echo").await.expect("spawned above");
+/// assert!(system.has_actor("echo").await);
+/// echo.tell(Message::single("ping", "")).await?;
+/// system.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ActorSystem {
+    pub(crate) inner: Arc<SystemInner>,
+}
+
+impl ActorSystem {
+    /// A builder; `ActorSystem::builder().build().await` is a standalone system with defaults.
+    pub fn builder() -> ActorSystemBuilder {
+        ActorSystemBuilder::default()
+    }
+
+    pub(crate) async fn start(
+        config: Config,
+        bind: Option<SocketAddr>,
+        seeds: Vec<String>,
+        transport: Arc<dyn Transport>,
+        membership: Arc<dyn Membership>,
+    ) -> Result<ActorSystem, PulsingError> {
+        let node_id = NodeId::random();
+        let inner = Arc::new(SystemInner {
+            shared: Arc::new(Shared {
+                config,
+                counters: Counters::default(),
+            }),
+            node_id,
+            addr: OnceLock::new(),
+            transport: transport.clone(),
+            membership: membership.clone(),
+            actors: RwLock::new(HashMap::new()),
+            next_actor_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        });
+        let mut addr = None;
+        if let Some(bind) = bind {
+            let handler: Arc<dyn InboundHandler> = Arc::new(Inbound(Arc::downgrade(&inner)));
+            let bound = transport.serve(bind, handler).await?;
+            let _ = inner.addr.set(bound);
+            addr = Some(bound);
+        }
+        let system = ActorSystem { inner };
+        let local = crate::membership::LocalNode { id: node_id, addr };
+        if let Err(e) = membership.start(local, transport.clone(), seeds).await {
+            transport.shutdown().await;
+            return Err(e);
+        }
+        Ok(system)
+    }
+
+    /// The address this node serves on; `None` for a standalone system.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.inner.addr.get().copied()
+    }
+
+    /// This run's boot id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// The default ask timeout of refs made by this system.
+    pub fn ask_timeout(&self) -> Duration {
+        self.inner.shared.config.ask_timeout
+    }
+
+    fn check_running(&self) -> Result<(), PulsingError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            Err(PulsingError::SystemShutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Spawns a private actor with default options. See [`spawn_with`](Self::spawn_with).
+    ///
+    /// # Errors
+    ///
+    /// As for [`spawn_with`](Self::spawn_with).
+    pub async fn spawn<A: Actor>(&self, actor: A, name: &str) -> Result<ActorRef, PulsingError> {
+        self.spawn_with(actor, name, SpawnOptions::new()).await
+    }
+
+    /// Spawns `actor` under `name` and returns once its `on_start` has run (bounded by the ask timeout)
+    /// and, for a public actor, once its name is registered with the membership.
+    ///
+    /// # Errors
+    ///
+    /// - [`PulsingError::InvalidName`] for a name outside the rules of [`ActorName`];
+    /// - [`PulsingError::AlreadyExists`] if a local actor already has this name;
+    /// - [`PulsingError::Config`] for a restart policy other than `Never` (use
+    ///   [`spawn_factory`](Self::spawn_factory));
+    /// - the error `on_start` returned, or [`PulsingError::Timeout`] if it did not finish in time;
+    /// - [`PulsingError::SystemShutdown`] after [`shutdown`](Self::shutdown).
+    pub async fn spawn_with<A: Actor>(
+        &self,
+        actor: A,
+        name: &str,
+        opts: SpawnOptions,
+    ) -> Result<ActorRef, PulsingError> {
+        if opts.restart != RestartPolicy::Never {
+            return Err(PulsingError::Config(format!(
+                "actor {name}: restarting needs a way to rebuild its state; use spawn_factory"
+            )));
+        }
+        self.spawn_source(actor, Source::Instance, name, opts).await
+    }
+
+    /// Spawns an actor whose state is built by `factory`, once now and again after each panic that
+    /// its [`RestartPolicy`] allows to restart.
+    ///
+    /// # Errors
+    ///
+    /// As for [`spawn_with`](Self::spawn_with), but any restart policy is accepted.
+    pub async fn spawn_factory<A, F>(
+        &self,
+        mut factory: F,
+        name: &str,
+        opts: SpawnOptions,
+    ) -> Result<ActorRef, PulsingError>
+    where
+        A: Actor,
+        F: FnMut() -> A + Send + 'static,
+    {
+        let first = factory();
+        self.spawn_source(first, Source::Factory(Box::new(factory)), name, opts)
+            .await
+    }
+
+    async fn spawn_source<A: Actor>(
+        &self,
+        actor: A,
+        source: Source<A>,
+        name: &str,
+        opts: SpawnOptions,
+    ) -> Result<ActorRef, PulsingError> {
+        self.check_running()?;
+        let name = ActorName::new(name)?;
+        let inner = &self.inner;
+        let capacity = opts
+            .mailbox_capacity
+            .unwrap_or(inner.shared.config.mailbox_capacity);
+        let (tx, rx) = mailbox(capacity);
+        let id = inner.next_actor_id.fetch_add(1, Ordering::Relaxed);
+        let cell = Arc::new(LocalCell::new(
+            id,
+            name.clone(),
+            opts.public,
+            tx,
+            inner.shared.clone(),
+        ));
+        {
+            let mut actors = inner.actors.write().unwrap_or_else(|p| p.into_inner());
+            if actors.contains_key(&name) {
+                return Err(PulsingError::AlreadyExists(name.to_string()));
+            }
+            actors.insert(
+                name.clone(),
+                Entry {
+                    cell: cell.clone(),
+                    task: None,
+                },
+            );
+        }
+        let myself = ActorRef::local(cell.clone());
+        let ctx = Context {
+            name: name.clone(),
+            myself: myself.clone(),
+            system: self.clone(),
+            restarts: 0,
+            stop_requested: false,
+        };
+        let (started_tx, started_rx) = oneshot::channel();
+        let task = tokio::spawn(cell::run(
+            actor,
+            source,
+            rx,
+            cell.clone(),
+            ctx,
+            opts.restart,
+            started_tx,
+        ));
+        if let Some(entry) = inner
+            .actors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&name)
+            .filter(|e| e.cell.id == id)
+        {
+            entry.task = Some(task.abort_handle());
+        }
+        let bound = inner.shared.config.ask_timeout;
+        let started = match tokio::time::timeout(bound, started_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PulsingError::Stopped(name.to_string())),
+            Err(_) => {
+                cell.request_stop(Instant::now());
+                Err(PulsingError::Timeout(bound))
+            }
+        };
+        started?;
+        if opts.public {
+            if let Err(e) = inner.membership.register(&name).await {
+                cell.request_stop(Instant::now());
+                return Err(e);
+            }
+        }
+        Ok(myself)
+    }
+
+    /// Called by an actor's task as it stops: removes it from the registry (if it is still the one
+    /// registered under its name) and from the membership.
+    pub(crate) async fn forget_actor(&self, cell: &LocalCell) {
+        let removed = {
+            let mut actors = self.inner.actors.write().unwrap_or_else(|p| p.into_inner());
+            match actors.get(&cell.name) {
+                Some(e) if e.cell.id == cell.id => actors.remove(&cell.name).is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            let handled = cell.handled.load(Ordering::Relaxed);
+            self.inner
+                .shared
+                .counters
+                .retired_handled
+                .fetch_add(handled, Ordering::Relaxed);
+            if cell.public {
+                self.inner.membership.unregister(&cell.name).await;
+            }
+        }
+    }
+
+    fn local(&self, name: &str) -> Option<Arc<LocalCell>> {
+        let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
+        actors.get(name).map(|e| e.cell.clone())
+    }
+
+    /// Finds an actor by name: a local actor (public or private) first, else a public actor on
+    /// another live node, as ordered by the membership. `None` if there is none, if `name` is not a
+    /// valid name, or after shutdown.
+    pub async fn find(&self, name: &str) -> Option<ActorRef> {
+        if self.check_running().is_err() {
+            return None;
+        }
+        if let Some(cell) = self.local(name) {
+            return Some(ActorRef::local(cell));
+        }
+        let name = ActorName::new(name).ok()?;
+        let loc = self.inner.membership.lookup(name.as_str()).into_iter().next()?;
+        Some(self.make_remote(RemoteTarget {
+            addr: loc.addr,
+            name,
+            node: Some(loc.node),
+        }))
+    }
+
+    /// Whether [`find`](Self::find) would find `name`.
+    pub async fn has_actor(&self, name: &str) -> bool {
+        self.find(name).await.is_some()
+    }
+
+    /// A ref to the actor `name` served at `addr`, without asking the membership; whichever run of the
+    /// node answers at `addr` is accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::InvalidName`] for a bad name.
+    pub fn remote_ref(&self, addr: SocketAddr, name: &str) -> Result<ActorRef, PulsingError> {
+        Ok(self.make_remote(RemoteTarget {
+            addr,
+            name: ActorName::new(name)?,
+            node: None,
+        }))
+    }
+
+    fn make_remote(&self, target: RemoteTarget) -> ActorRef {
+        ActorRef::remote(
+            target,
+            self.inner.transport.clone(),
+            self.inner.shared.clone(),
+        )
+    }
+
+    /// Names of the local actors with whether each is public.
+    pub fn local_actors(&self) -> Vec<(ActorName, bool)> {
+        let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = actors
+            .iter()
+            .map(|(n, e)| (n.clone(), e.cell.public))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The cluster's members as seen from this node.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.membership.members()
+    }
+
+    /// Stops the local actor `name`: its mailbox closes, queued messages are handled for at most the
+    /// shutdown timeout and the rest answered with [`PulsingError::Stopped`], then `on_stop` runs.
+    /// Returns once the actor is gone (bounded by twice the shutdown timeout; a task still running then
+    /// is aborted).
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::NotFound`] if no local actor has this name.
+    pub async fn stop(&self, name: &str) -> Result<(), PulsingError> {
+        let entry = {
+            let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
+            actors
+                .get(name)
+                .map(|e| (e.cell.clone(), e.task.clone()))
+        };
+        let Some((cell, task)) = entry else {
+            return Err(PulsingError::NotFound(name.to_owned()));
+        };
+        let bound = self.inner.shared.config.shutdown_timeout;
+        cell.request_stop(Instant::now() + bound);
+        await_stopped(&cell, task, Instant::now() + bound * 2).await;
+        Ok(())
+    }
+
+    /// Shuts the system down: refuses new spawns and inbound calls, announces leaving the cluster,
+    /// stops every actor as [`stop`](Self::stop) does (all in parallel, one shared deadline), then
+    /// closes the transport. Bounded by about twice the shutdown timeout plus the leave announcement.
+    /// Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let bound = self.inner.shared.config.shutdown_timeout;
+        self.inner.membership.leave(bound).await;
+        let entries: Vec<_> = {
+            let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
+            actors
+                .values()
+                .map(|e| (e.cell.clone(), e.task.clone()))
+                .collect()
+        };
+        let drain_until = Instant::now() + bound;
+        for (cell, _) in &entries {
+            cell.request_stop(drain_until);
+        }
+        let hard_deadline = drain_until + bound;
+        futures_util::future::join_all(
+            entries
+                .into_iter()
+                .map(|(cell, task)| async move { await_stopped(&cell, task, hard_deadline).await }),
+        )
+        .await;
+        self.inner.transport.shutdown().await;
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of this node's counters.
+    pub fn stats(&self) -> SystemStats {
+        let c = &self.inner.shared.counters;
+        let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
+        let live_handled: u64 = actors
+            .values()
+            .map(|e| e.cell.handled.load(Ordering::Relaxed))
+            .sum();
+        let queued: u64 = actors.values().map(|e| e.cell.mailbox.len() as u64).sum();
+        SystemStats {
+            actors: actors.len(),
+            messages_handled: live_handled + c.retired_handled.load(Ordering::Relaxed),
+            queued,
+            in_flight_asks: c.in_flight_asks.load(Ordering::Relaxed),
+            expired_asks: c.expired_asks.load(Ordering::Relaxed),
+            panics: c.panics.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+            errors: c.errors_by_kind(),
+        }
+    }
+}
+
+async fn await_stopped(cell: &LocalCell, task: Option<AbortHandle>, deadline: Instant) {
+    if tokio::time::timeout_at(deadline, cell.stopped.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(actor = %cell.name, "actor did not stop in time; aborting its task");
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for ActorSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorSystem")
+            .field("node_id", &self.inner.node_id)
+            .field("addr", &self.inner.addr.get())
+            .field("transport", &self.inner.transport.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The system as the transport sees it. Holds a weak reference so the transport (owned by the system)
+/// does not keep the system alive.
+struct Inbound(Weak<SystemInner>);
+
+impl Inbound {
+    fn system(&self) -> Result<ActorSystem, PulsingError> {
+        let inner = self.0.upgrade().ok_or(PulsingError::SystemShutdown)?;
+        let system = ActorSystem { inner };
+        system.check_running()?;
+        Ok(system)
+    }
+
+    fn public(&self, system: &ActorSystem, name: &str) -> Result<Arc<LocalCell>, PulsingError> {
+        match system.local(name) {
+            Some(cell) if cell.public => Ok(cell),
+            _ => Err(PulsingError::NotFound(name.to_owned())),
+        }
+    }
+}
+
+#[async_trait]
+impl InboundHandler for Inbound {
+    fn node_id(&self) -> NodeId {
+        self.0.upgrade().map_or(NodeId(0), |i| i.node_id)
+    }
+
+    async fn ask(
+        &self,
+        name: &str,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<Message, PulsingError> {
+        let system = self.system()?;
+        let cell = self.public(&system, name)?;
+        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
+        ActorRef::local(cell).ask_with_timeout(msg, timeout).await
+    }
+
+    async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError> {
+        let system = self.system()?;
+        let cell = self.public(&system, name)?;
+        let wait = system.inner.shared.config.mailbox_wait;
+        cell.mailbox
+            .push(Envelope { msg, reply: None }, wait, &cell.name)
+            .await
+    }
+
+    async fn gossip(&self, from: Option<SocketAddr>, packet: Bytes) -> Result<Bytes, PulsingError> {
+        let system = self.system()?;
+        system.inner.membership.handle_gossip(from, packet).await
+    }
+
+    fn public_actors(&self) -> Vec<ActorName> {
+        self.system().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.local_actors()
+                    .into_iter()
+                    .filter(|(_, public)| *public)
+                    .map(|(n, _)| n)
+                    .collect()
+            },
+        )
+    }
+
+    fn stats(&self) -> SystemStats {
+        self.0
+            .upgrade()
+            .map(|inner| ActorSystem { inner }.stats())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,195 @@
+//! The [`Transport`] trait: how messages and gossip cross the network, and [`InboundHandler`], what a
+//! transport calls when a message arrives. [`NoTransport`] is the standalone implementation.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::PulsingError;
+use crate::message::Message;
+use crate::name::ActorName;
+use crate::stats::SystemStats;
+
+/// Identifies one run of a node: a fresh random value each time a system starts (the boot id).
+///
+/// A node restarted on the same address gets a new id, so a ref made for the old process can be told
+/// apart from one for the new process: a transport refuses a call whose [`RemoteTarget::node`] does not
+/// match the serving node's id with [`PulsingError::NotFound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    /// A fresh random id, from the standard library's per-process random hasher keys mixed with the
+    /// clock and the process id (no `rand` dependency for one number per boot).
+    pub fn random() -> NodeId {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        NodeId(h.finish())
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// An actor on another node: where to send, and which run of that node is meant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteTarget {
+    /// The node's address.
+    pub addr: SocketAddr,
+    /// The actor's name on that node.
+    pub name: ActorName,
+    /// The run of the node the ref was made for; `None` accepts whichever run answers at `addr`.
+    pub node: Option<NodeId>,
+}
+
+/// Moves messages and gossip between nodes.
+///
+/// Implementations: the HTTP transport (`pulsing-transport-http`), the QUIC transport
+/// (`pulsing-transport-quic`), and [`NoTransport`] for a standalone system.
+///
+/// # Contract
+///
+/// - Every call is bounded by the `timeout` it is given (connect, send and wait for the reply, all
+///   included) and then fails with [`PulsingError::Timeout`].
+/// - A peer that cannot be reached fails with [`PulsingError::NodeUnreachable`]; a refused connection
+///   fails at once, not by the timeout.
+/// - Errors that the remote node reports keep their kind ([`PulsingError::from_wire`]).
+/// - An ask is never retried once its bytes may have left: delivery is at most once. A transport may
+///   retry only when it knows nothing was sent (e.g. connect failed).
+/// - Messages sent by one task to one actor over one transport arrive in the order sent when each send
+///   is awaited before the next (FIFO per sender→receiver pair).
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// A short name for logs and benchmarks (`"http"`, `"quic"`, `"none"`).
+    fn name(&self) -> &'static str;
+
+    /// Starts serving at `addr` (port 0 picks a free port), routing inbound calls to `handler`, and
+    /// returns the bound address once connections are accepted. Called once, by the system builder.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if the address cannot be bound (in use, not local).
+    async fn serve(
+        &self,
+        addr: SocketAddr,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<SocketAddr, PulsingError>;
+
+    /// Sends `msg` to `target` and waits for the reply, which may be a stream.
+    async fn ask(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, PulsingError>;
+
+    /// Sends `msg` to `target`; returns once the remote mailbox accepted it.
+    async fn tell(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), PulsingError>;
+
+    /// Delivers a membership packet to the node at `to` and returns its answer (possibly empty).
+    async fn gossip(
+        &self,
+        to: SocketAddr,
+        packet: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, PulsingError>;
+
+    /// Stops serving and closes connections. Calls in progress fail.
+    async fn shutdown(&self);
+}
+
+/// What a transport calls for inbound traffic. The actor system implements it.
+///
+/// Only **public** actors are reachable through it: a private actor's name answers
+/// [`PulsingError::NotFound`], exactly as an unknown name does.
+#[async_trait]
+pub trait InboundHandler: Send + Sync + 'static {
+    /// This node's boot id; a call addressed to another id is answered with `not_found`.
+    fn node_id(&self) -> NodeId;
+
+    /// Hands `msg` to the public actor `name` and waits for its reply, at most `timeout` (or the
+    /// system's ask timeout if `None`).
+    async fn ask(
+        &self,
+        name: &str,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<Message, PulsingError>;
+
+    /// Queues `msg` in the public actor `name`'s mailbox (waiting for room with the system's bound).
+    async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError>;
+
+    /// Hands a membership packet to the cluster layer and returns its answer.
+    async fn gossip(&self, from: Option<SocketAddr>, packet: Bytes) -> Result<Bytes, PulsingError>;
+
+    /// Names of the public actors on this node.
+    fn public_actors(&self) -> Vec<ActorName>;
+
+    /// A snapshot of this node's counters.
+    fn stats(&self) -> SystemStats;
+}
+
+/// The transport of a standalone system: serves nothing, reaches nobody.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTransport;
+
+impl NoTransport {
+    fn unreachable(addr: impl fmt::Display) -> PulsingError {
+        PulsingError::NodeUnreachable {
+            addr: addr.to_string(),
+            reason: "this system has no transport (standalone); build it with a transport to reach \
+                     other nodes; the message was not sent"
+                .into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for NoTransport {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    async fn serve(
+        &self,
+        _addr: SocketAddr,
+        _handler: Arc<dyn InboundHandler>,
+    ) -> Result<SocketAddr, PulsingError> {
+        Err(PulsingError::Config(
+            "a standalone system cannot serve an address; configure a transport".into(),
+        ))
+    }
+
+    async fn ask(&self, t: &RemoteTarget, _: Message, _: Duration) -> Result<Message, PulsingError> {
+        Err(NoTransport::unreachable(t.addr))
+    }
+
+    async fn tell(&self, t: &RemoteTarget, _: Message, _: Duration) -> Result<(), PulsingError> {
+        Err(NoTransport::unreachable(t.addr))
+    }
+
+    async fn gossip(&self, to: SocketAddr, _: Bytes, _: Duration) -> Result<Bytes, PulsingError> {
+        Err(NoTransport::unreachable(to))
+    }
+
+    async fn shutdown(&self) {}
+}

@@ -1,0 +1,2 @@
+//! Pulsing facade.
+pub use pulsing_core;
