@@ -48,7 +48,10 @@ use crate::system::ActorSystem;
 pub trait Actor: Send + 'static {
     /// Runs once before the first message (and again after each restart, on the new instance).
     /// An error here makes `spawn` fail (or, after a restart, stops the actor).
-    fn on_start(&mut self, ctx: &mut Context) -> impl Future<Output = Result<(), ActorError>> + Send {
+    fn on_start(
+        &mut self,
+        ctx: &mut Context,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send {
         let _ = ctx;
         async { Ok(()) }
     }

@@ -257,19 +257,21 @@ async fn ask_local(
     timeout: Duration,
 ) -> Result<Message, PulsingError> {
     let (tx, rx) = oneshot::channel();
-    let wait = cell.shared.config.mailbox_wait.min(timeout);
-    let queued_at = tokio::time::Instant::now();
-    cell.mailbox
-        .push(
-            Envelope {
-                msg,
-                reply: Some(tx),
-            },
-            wait,
-            &cell.name,
-        )
-        .await?;
-    let remaining = timeout.saturating_sub(queued_at.elapsed());
+    let env = Envelope {
+        msg,
+        reply: Some(tx),
+    };
+    // Read the clock only when the mailbox is full: the common path costs one clock read (the reply
+    // timer's).
+    let remaining = match cell.mailbox.try_push_env(env) {
+        Ok(()) => timeout,
+        Err(env) => {
+            let queued_at = tokio::time::Instant::now();
+            let wait = cell.shared.config.mailbox_wait.min(timeout);
+            cell.mailbox.push(env, wait, &cell.name).await?;
+            timeout.saturating_sub(queued_at.elapsed())
+        }
+    };
     match tokio::time::timeout(remaining, rx).await {
         Ok(Ok(result)) => result,
         // The actor stopped and dropped the envelope without answering.

@@ -184,17 +184,33 @@ async fn message_loop<A: Actor>(
                     _ => return Exit::Requested,
                 }
             }
-            None => tokio::select! {
-                biased;
-                env = rx.recv() => match env {
-                    Some(env) => env,
-                    None => return Exit::Requested,
-                },
-                () = cell.stop_requested.wait() => {
-                    deadline = Some(begin_stop(rx));
-                    continue;
+            None => {
+                // Fast path while messages are queued: no `select!`, one atomic load for the stop
+                // flag. `try_recv` spends no coop budget, so spend it here to keep yielding to other
+                // tasks on this worker under a steady stream of messages.
+                let ready = if cell.stop_requested.is_set() {
+                    None
+                } else {
+                    rx.try_recv().ok()
+                };
+                match ready {
+                    Some(env) => {
+                        tokio::task::consume_budget().await;
+                        env
+                    }
+                    None => tokio::select! {
+                        biased;
+                        env = rx.recv() => match env {
+                            Some(env) => env,
+                            None => return Exit::Requested,
+                        },
+                        () = cell.stop_requested.wait() => {
+                            deadline = Some(begin_stop(rx));
+                            continue;
+                        }
+                    },
                 }
-            },
+            }
         };
         let Envelope { msg, reply } = env;
         if reply.as_ref().is_some_and(|r| r.is_closed()) {
@@ -216,12 +232,18 @@ async fn message_loop<A: Actor>(
                 }
             }
         };
-        cell.handled.fetch_add(1, Ordering::Relaxed);
+        // Only this task writes the counter: a plain load and store, no locked instruction.
+        let handled = cell.handled.load(Ordering::Relaxed);
+        cell.handled.store(handled + 1, Ordering::Relaxed);
 
         match outcome {
             None => {
                 // Shutdown deadline passed while the handler ran: it was cancelled.
-                answer(shared, reply, Err(PulsingError::Stopped(cell.name.to_string())));
+                answer(
+                    shared,
+                    reply,
+                    Err(PulsingError::Stopped(cell.name.to_string())),
+                );
                 return Exit::Requested;
             }
             Some(Ok(result)) => answer(shared, reply, result.map_err(PulsingError::Actor)),
@@ -233,7 +255,9 @@ async fn message_loop<A: Actor>(
                 };
                 tracing::error!(actor = %cell.name, "handler panicked: {err}");
                 answer(shared, reply, Err(err));
-                let OnRestart::Continue = restart(actor, source, cell, ctx, policy, &mut deadline, rx).await else {
+                let OnRestart::Continue =
+                    restart(actor, source, cell, ctx, policy, &mut deadline, rx).await
+                else {
                     return Exit::Broken;
                 };
             }
@@ -286,7 +310,10 @@ async fn restart<A: Actor>(
     };
     *actor = fresh;
     ctx.restarts += 1;
-    cell.shared.counters.restarts.fetch_add(1, Ordering::Relaxed);
+    cell.shared
+        .counters
+        .restarts
+        .fetch_add(1, Ordering::Relaxed);
     match catch(actor.on_start(ctx)).await {
         Ok(Ok(())) => OnRestart::Continue,
         Ok(Err(e)) => {
@@ -327,9 +354,11 @@ async fn finish<A: Actor>(
     cell: &Arc<LocalCell>,
     mut ctx: Context,
 ) {
-    rx.close();
+    // Leave the registry before closing the mailbox, so that once a send fails with `Stopped`,
+    // `find` no longer returns this actor.
     let system = ctx.system.clone();
-    system.forget_actor(cell).await;
+    let registered = system.forget_actor(cell);
+    rx.close();
     let shared = &*cell.shared;
     while let Ok(env) = rx.try_recv() {
         let err = PulsingError::Stopped(cell.name.to_string());
@@ -347,5 +376,8 @@ async fn finish<A: Actor>(
         }
     }
     drop(actor);
+    if registered && cell.public {
+        system.unpublish(&cell.name).await;
+    }
     cell.stopped.set();
 }

@@ -234,7 +234,10 @@ impl PulsingError {
     }
     /// The actor or the whole system stopped before handling the message.
     pub fn is_stopped(&self) -> bool {
-        matches!(self, PulsingError::Stopped(_) | PulsingError::SystemShutdown)
+        matches!(
+            self,
+            PulsingError::Stopped(_) | PulsingError::SystemShutdown
+        )
     }
     /// The handler returned an error or panicked.
     pub fn is_actor_error(&self) -> bool {

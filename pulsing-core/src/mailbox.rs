@@ -68,7 +68,9 @@ impl MailboxSender {
         // Fast path: no timer when there is room.
         match self.tx.try_send(env) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PulsingError::Stopped(name.to_string())),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(PulsingError::Stopped(name.to_string()))
+            }
             Err(mpsc::error::TrySendError::Full(env)) => {
                 match tokio::time::timeout(wait, self.tx.send(env)).await {
                     Ok(Ok(())) => Ok(()),
@@ -79,7 +81,15 @@ impl MailboxSender {
         }
     }
 
-    /// Queues `env` if there is room now; otherwise gives it back.
+    /// Queues `env` if there is room now; otherwise gives the envelope back (closed mailboxes too:
+    /// [`push`](Self::push) then reports why).
+    pub(crate) fn try_push_env(&self, env: Envelope) -> Result<(), Envelope> {
+        self.tx.try_send(env).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(env) | mpsc::error::TrySendError::Closed(env) => env,
+        })
+    }
+
+    /// Queues `env` if there is room now; otherwise gives the message back.
     pub(crate) fn try_push(&self, env: Envelope) -> Result<(), TryTellError> {
         match self.tx.try_send(env) {
             Ok(()) => Ok(()),

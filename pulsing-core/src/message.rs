@@ -191,7 +191,9 @@ impl MessageStream {
         E: Into<PulsingError>,
     {
         use futures_util::StreamExt;
-        MessageStream::from_source(Source::Boxed(Box::pin(stream.map(|r| r.map_err(Into::into)))))
+        MessageStream::from_source(Source::Boxed(Box::pin(
+            stream.map(|r| r.map_err(Into::into)),
+        )))
     }
 
     /// A stream of the given items, then the end marker.
@@ -240,7 +242,10 @@ impl MessageStream {
         Ok(out)
     }
 
-    fn poll_source(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Message, PulsingError>>> {
+    fn poll_source(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Message, PulsingError>>> {
         match &mut self.source {
             Source::Channel(rx) => match rx.poll_recv(cx) {
                 Poll::Ready(Some(Frame::Item(m))) => Poll::Ready(Some(Ok(m))),
@@ -448,7 +453,11 @@ mod tests {
         let (tx, rx) = MessageStream::channel(1);
         drop(rx);
         assert!(tx.is_closed());
-        assert!(tx.send(Message::single("n", "x")).await.unwrap_err().is_stopped());
+        assert!(tx
+            .send(Message::single("n", "x"))
+            .await
+            .unwrap_err()
+            .is_stopped());
     }
 
     #[tokio::test(start_paused = true)]
@@ -476,7 +485,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_single_message_reads_as_a_one_item_stream() {
-        let items = Message::single("a", "b").into_stream().collect().await.unwrap();
+        let items = Message::single("a", "b")
+            .into_stream()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].msg_type(), Some("a"));
     }

@@ -135,7 +135,15 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_alphabet() {
-        for ok in ["a", "worker", "local-worker", "_private", "v1.2.3", "A_b-C.9", "0"] {
+        for ok in [
+            "a",
+            "worker",
+            "local-worker",
+            "_private",
+            "v1.2.3",
+            "A_b-C.9",
+            "0",
+        ] {
             assert!(ActorName::new(ok).is_ok(), "{ok}");
         }
         assert!(ActorName::new(&"x".repeat(MAX_NAME_LEN)).is_ok());
@@ -143,7 +151,9 @@ mod tests {
 
     #[test]
     fn refuses_everything_else_with_a_reason() {
-        for bad in ["", ".", "..", "-x", "a b", "a/b", "a%2F", "é", "a\n", "a?b", "a#b"] {
+        for bad in [
+            "", ".", "..", "-x", "a b", "a/b", "a%2F", "é", "a\n", "a?b", "a#b",
+        ] {
             let err = ActorName::new(bad).unwrap_err();
             assert!(err.is_bad_message(), "{bad:?} -> {err}");
         }

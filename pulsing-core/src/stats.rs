@@ -22,7 +22,10 @@ const KINDS: [ErrorKind; 13] = [
 ];
 
 fn kind_index(kind: ErrorKind) -> usize {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len() - 1)
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(KINDS.len() - 1)
 }
 
 /// System-wide counters. Per-actor message counts live in each actor's cell and are summed on read.

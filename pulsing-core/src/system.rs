@@ -326,9 +326,9 @@ impl ActorSystem {
         Ok(myself)
     }
 
-    /// Called by an actor's task as it stops: removes it from the registry (if it is still the one
-    /// registered under its name) and from the membership.
-    pub(crate) async fn forget_actor(&self, cell: &LocalCell) {
+    /// Called by an actor's task as it stops: removes it from the registry if it is still the one
+    /// registered under its name, and says whether it was.
+    pub(crate) fn forget_actor(&self, cell: &LocalCell) -> bool {
         let removed = {
             let mut actors = self.inner.actors.write().unwrap_or_else(|p| p.into_inner());
             match actors.get(&cell.name) {
@@ -343,10 +343,13 @@ impl ActorSystem {
                 .counters
                 .retired_handled
                 .fetch_add(handled, Ordering::Relaxed);
-            if cell.public {
-                self.inner.membership.unregister(&cell.name).await;
-            }
         }
+        removed
+    }
+
+    /// Withdraws a stopped public actor's name from the membership.
+    pub(crate) async fn unpublish(&self, name: &ActorName) {
+        self.inner.membership.unregister(name).await;
     }
 
     fn local(&self, name: &str) -> Option<Arc<LocalCell>> {
@@ -365,7 +368,12 @@ impl ActorSystem {
             return Some(ActorRef::local(cell));
         }
         let name = ActorName::new(name).ok()?;
-        let loc = self.inner.membership.lookup(name.as_str()).into_iter().next()?;
+        let loc = self
+            .inner
+            .membership
+            .lookup(name.as_str())
+            .into_iter()
+            .next()?;
         Some(self.make_remote(RemoteTarget {
             addr: loc.addr,
             name,
@@ -427,9 +435,7 @@ impl ActorSystem {
     pub async fn stop(&self, name: &str) -> Result<(), PulsingError> {
         let entry = {
             let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
-            actors
-                .get(name)
-                .map(|e| (e.cell.clone(), e.task.clone()))
+            actors.get(name).map(|e| (e.cell.clone(), e.task.clone()))
         };
         let Some((cell, task)) = entry else {
             return Err(PulsingError::NotFound(name.to_owned()));

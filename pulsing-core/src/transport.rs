@@ -156,9 +156,10 @@ impl NoTransport {
     fn unreachable(addr: impl fmt::Display) -> PulsingError {
         PulsingError::NodeUnreachable {
             addr: addr.to_string(),
-            reason: "this system has no transport (standalone); build it with a transport to reach \
+            reason:
+                "this system has no transport (standalone); build it with a transport to reach \
                      other nodes; the message was not sent"
-                .into(),
+                    .into(),
         }
     }
 }
@@ -179,7 +180,12 @@ impl Transport for NoTransport {
         ))
     }
 
-    async fn ask(&self, t: &RemoteTarget, _: Message, _: Duration) -> Result<Message, PulsingError> {
+    async fn ask(
+        &self,
+        t: &RemoteTarget,
+        _: Message,
+        _: Duration,
+    ) -> Result<Message, PulsingError> {
         Err(NoTransport::unreachable(t.addr))
     }
 
