@@ -69,7 +69,11 @@ pub struct ActorSystemBuilder {
     seeds: Vec<String>,
     transport: Option<Arc<dyn Transport>>,
     membership: Option<Arc<dyn Membership>>,
+    fallback_transport: Option<Factory<dyn Transport>>,
+    fallback_membership: Option<Factory<dyn Membership>>,
 }
+
+type Factory<T> = Box<dyn FnOnce() -> Arc<T> + Send>;
 
 impl ActorSystemBuilder {
     /// The address to serve on, `host:port` with an IP host (port 0 picks a free port). Needs a
@@ -123,6 +127,27 @@ impl ActorSystemBuilder {
         self.membership.is_some()
     }
 
+    /// The transport to use if an address or seeds are set but no [`transport`](Self::transport) was
+    /// given. The `pulsing` facade sets this to its default transport, so that `.addr(..)` alone makes a
+    /// networked node while a builder with no address stays standalone.
+    pub fn fallback_transport<F>(mut self, make: F) -> Self
+    where
+        F: FnOnce() -> Arc<dyn Transport> + Send + 'static,
+    {
+        self.fallback_transport = Some(Box::new(make));
+        self
+    }
+
+    /// The membership to use if the system serves an address but no
+    /// [`membership`](Self::membership) was given (see [`fallback_transport`](Self::fallback_transport)).
+    pub fn fallback_membership<F>(mut self, make: F) -> Self
+    where
+        F: FnOnce() -> Arc<dyn Membership> + Send + 'static,
+    {
+        self.fallback_membership = Some(Box::new(make));
+        self
+    }
+
     /// Default timeout of `ask` for refs made by this system.
     pub fn ask_timeout(mut self, timeout: Duration) -> Self {
         self.config.ask_timeout = timeout;
@@ -153,14 +178,21 @@ impl ActorSystemBuilder {
     ///
     /// [`PulsingError::Config`] for an address that does not parse, an address or seeds without a
     /// transport, seeds without a membership, or a bind failure; the membership's join error.
-    pub async fn build(self) -> Result<ActorSystem, PulsingError> {
+    pub async fn build(mut self) -> Result<ActorSystem, PulsingError> {
+        let networked = self.addr.is_some() || !self.seeds.is_empty();
+        if self.transport.is_none() && networked {
+            self.transport = self.fallback_transport.take().map(|make| make());
+        }
         let has_transport = self.transport.is_some();
-        if !has_transport && (self.addr.is_some() || !self.seeds.is_empty()) {
+        if !has_transport && networked {
             return Err(PulsingError::Config(
                 "an address or seeds need a transport: use the `pulsing` crate with its `http` \
                  feature, or pass .transport(..)"
                     .into(),
             ));
+        }
+        if self.membership.is_none() && has_transport {
+            self.membership = self.fallback_membership.take().map(|make| make());
         }
         let bind = if has_transport {
             let text = self.addr.as_deref().unwrap_or("127.0.0.1:0");

@@ -1,0 +1,74 @@
+# Pulsing developer entry points. Needs GNU make, Rust (cargo) and Python 3.10+; everything else
+# (maturin, pytest, ...) is installed into .venv by `make venv`.
+#
+#   make demo    run examples/distributed_counter.rs
+#   make test    fmt-check, clippy, cargo-test, py-test, in this order; stops at the first failure
+#   make bench   run the local benchmarks (examples/bench.rs)
+
+CARGO ?= cargo
+PYTHON ?= python3
+
+VENV := .venv
+VENV_STAMP := $(VENV)/.stamp
+PY_DEPS := 'maturin>=1.9.4,<2' pytest pytest-timeout msgpack
+
+# `$(call ensure,fmt,rustfmt)`: checks that `cargo fmt` works; if not, installs the rustup component
+# `rustfmt` when rustup is there, else fails saying what is missing.
+ensure = $(CARGO) $(1) --version >/dev/null 2>&1 \
+	|| { command -v rustup >/dev/null 2>&1 && rustup component add $(2); } \
+	|| { echo "cargo $(1) is missing: install the Rust component '$(2)'" >&2; exit 1; }
+
+# `test` runs its steps one after another, never in parallel, even under `make -j`.
+.NOTPARALLEL:
+
+.PHONY: help demo test fmt-check clippy cargo-test venv py-build py-test bench clean
+
+help:
+	@echo "make demo    run the distributed counter example"
+	@echo "make test    fmt-check, clippy, cargo-test, py-test"
+	@echo "make bench   local benchmarks (JSON lines)"
+	@echo "make venv    create .venv with maturin, pytest, pytest-timeout, msgpack"
+	@echo "make clean   remove target/, .venv and Python build leftovers"
+
+demo:
+	$(CARGO) run --release --example distributed_counter
+
+test: fmt-check clippy cargo-test py-test
+
+fmt-check:
+	@$(call ensure,fmt,rustfmt)
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	@$(call ensure,clippy,clippy)
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+cargo-test:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+venv: $(VENV_STAMP)
+
+# The stamp is written only after every install succeeded, so a failed install is retried next time.
+$(VENV_STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+		|| { echo "$(PYTHON) is older than Python 3.10" >&2; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check $(PY_DEPS)
+	touch $@
+
+py-build: venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/maturin develop -m pulsing-py/Cargo.toml
+
+# pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
+py-test: py-build
+	$(VENV)/bin/pytest pulsing-py/tests -q
+
+bench:
+	$(CARGO) run --release --example bench -- --scenario local
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .pytest_cache pulsing-py/.pytest_cache
+	rm -f pulsing-py/python/pulsing/*.so
+	find pulsing-py -name __pycache__ -type d -prune -exec rm -rf {} +
