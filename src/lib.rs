@@ -33,3 +33,22 @@ pub use pulsing_transport_quic as quic;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use pulsing_cluster as cluster;
+
+/// A builder for a system with this crate's default transport and membership, per enabled features.
+///
+/// With no address and no seeds the system is standalone (no network). With `.addr(..)` it serves on
+/// that address with the default transport (`http` feature); with `.seeds(..)` it also joins the
+/// cluster through them (`cluster` feature). An explicit `.transport(..)` / `.membership(..)` wins.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing::PulsingError> {
+/// let system = pulsing::system_builder().build().await?; // standalone
+/// system.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub fn system_builder() -> ActorSystemBuilder {
+    // The HTTP transport and the cluster membership are wired in here as they land.
+    ActorSystem::builder()
+}

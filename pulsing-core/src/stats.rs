@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::error::{ErrorKind, PulsingError};
+use crate::membership::MemberState;
 
 const KINDS: [ErrorKind; 13] = [
     ErrorKind::NotFound,
@@ -92,4 +93,6 @@ pub struct SystemStats {
     pub restarts: u64,
     /// Errors returned to callers on this node, by wire kind (every kind listed, zeros included).
     pub errors: Vec<(ErrorKind, u64)>,
+    /// Cluster members known to this node, counted by state (states with no member are left out).
+    pub members: Vec<(MemberState, usize)>,
 }

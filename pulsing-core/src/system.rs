@@ -381,6 +381,31 @@ impl ActorSystem {
         }))
     }
 
+    /// Every reachable instance of `name`: the local actor (if any) first, then public instances on
+    /// other live nodes in the membership's order. Empty after shutdown or for an invalid name.
+    pub async fn find_all(&self, name: &str) -> Vec<ActorRef> {
+        if self.check_running().is_err() {
+            return Vec::new();
+        }
+        let mut out: Vec<ActorRef> = self.local(name).map(ActorRef::local).into_iter().collect();
+        if let Ok(name) = ActorName::new(name) {
+            out.extend(
+                self.inner
+                    .membership
+                    .lookup(name.as_str())
+                    .into_iter()
+                    .map(|loc| {
+                        self.make_remote(RemoteTarget {
+                            addr: loc.addr,
+                            name: name.clone(),
+                            node: Some(loc.node),
+                        })
+                    }),
+            );
+        }
+        out
+    }
+
     /// Whether [`find`](Self::find) would find `name`.
     pub async fn has_actor(&self, name: &str) -> bool {
         self.find(name).await.is_some()
@@ -491,8 +516,16 @@ impl ActorSystem {
             .map(|e| e.cell.handled.load(Ordering::Relaxed))
             .sum();
         let queued: u64 = actors.values().map(|e| e.cell.mailbox.len() as u64).sum();
+        let mut members = Vec::new();
+        for m in self.inner.membership.members() {
+            match members.iter_mut().find(|(state, _)| *state == m.state) {
+                Some((_, n)) => *n += 1,
+                None => members.push((m.state, 1)),
+            }
+        }
         SystemStats {
             actors: actors.len(),
+            members,
             messages_handled: live_handled + c.retired_handled.load(Ordering::Relaxed),
             queued,
             in_flight_asks: c.in_flight_asks.load(Ordering::Relaxed),
