@@ -4,9 +4,19 @@
 //! cargo run --release --example bench -- --scenario local [--ops N] [--runtime multi|current]
 //! ```
 //!
+//! ```text
+//! cargo run --release --example bench -- --scenario remote --transport http [--ops N]
+//! ```
+//!
 //! Scenarios:
 //! - `local` (or one of its parts, `local_ask` / `local_tell`): `local_ask` (sequential asks to an echo actor in the same process: ops/s, p50, p99) and
 //!   `local_tell` (tells as fast as one sender can push them, handled by one actor: msgs/s).
+//! - `remote` (`--transport http`): two actor systems in this process, each with its own HTTP
+//!   transport on 127.0.0.1 (a real TCP connection over loopback, HTTP/2 from the caller). By default
+//!   (`--runtime split`) each system runs on its own single-threaded Tokio runtime on its own OS
+//!   thread, as two nodes on two cores would; `--runtime multi|current` shares one runtime. Scenarios: `remote_ask` (sequential asks: ops/s, p50, p99), `remote_ask_concurrent`
+//!   (64 asks in flight: ops/s, p50, p99), `remote_tell` (tells by one sender, each awaited until the
+//!   remote mailbox took it: msgs/s) and `remote_stream` (one streamed reply: items/s).
 //!
 //! Latencies are measured per operation with `Instant::now()` around each ask (the two clock reads,
 //! ~40 ns, are included in the figures). The first 10% of operations are a warm-up and not counted.
@@ -39,14 +49,16 @@ impl Actor for Sink {
 struct Args {
     scenario: String,
     ops: usize,
-    runtime: String,
+    runtime: Option<String>,
+    transport: String,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         scenario: "local".into(),
         ops: 0,
-        runtime: "multi".into(),
+        runtime: None,
+        transport: "http".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -54,13 +66,13 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--scenario" => args.scenario = val(),
             "--ops" => args.ops = val().parse().expect("--ops takes a number"),
-            "--runtime" => args.runtime = val(),
-            "--transport" => {
-                let t = val();
-                eprintln!("--transport {t}: remote scenarios come with the transport crates");
-            }
+            "--runtime" => args.runtime = Some(val()),
+            "--transport" => args.transport = val(),
             "-h" | "--help" => {
-                eprintln!("usage: bench --scenario local [--ops N] [--runtime multi|current]");
+                eprintln!(
+                    "usage: bench --scenario local|remote [--transport http] [--ops N] \
+                     [--runtime multi|current]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}; see --help"),
@@ -135,9 +147,22 @@ async fn local_tell(system: &ActorSystem, ops: usize, runtime: &str) {
     );
 }
 
+#[path = "bench/remote.rs"]
+mod remote;
+
 fn main() {
     let args = parse_args();
-    let rt = match args.runtime.as_str() {
+    if args.scenario.starts_with("remote") {
+        if args.transport != "http" {
+            eprintln!("unknown transport {}; available: http", args.transport);
+            std::process::exit(2);
+        }
+        let runtime = args.runtime.as_deref().unwrap_or("split");
+        remote::main(&args.scenario, args.ops, runtime);
+        return;
+    }
+    let runtime = args.runtime.unwrap_or_else(|| "multi".into());
+    let rt = match runtime.as_str() {
         "current" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
@@ -152,7 +177,7 @@ fn main() {
             "local" | "local_ask" | "local_tell" => {
                 // Run on a spawned task, as application code does under #[tokio::main].
                 let s = system.clone();
-                let runtime = args.runtime.clone();
+                let runtime = runtime.clone();
                 let ask_ops = if args.ops == 0 { 1_000_000 } else { args.ops };
                 let tell_ops = if args.ops == 0 { 5_000_000 } else { args.ops };
                 let which = args.scenario.clone();
@@ -168,7 +193,7 @@ fn main() {
                 .expect("bench task");
             }
             other => {
-                eprintln!("unknown scenario {other}; available: local");
+                eprintln!("unknown scenario {other}; available: local, remote");
                 std::process::exit(2);
             }
         }

@@ -1,8 +1,15 @@
-//! The distributed counter of the remote actors guide, as far as it runs without a network.
+//! The distributed counter of the remote actors guide, across two OS processes over HTTP.
 //!
 //! ```text
-//! cargo run --example distributed_counter      # or: make demo
+//! cargo run --example distributed_counter                        # or: make demo (both sides)
+//! cargo run --example distributed_counter -- --seed 9000         # node 1: serves the counter, waits
+//! cargo run --example distributed_counter -- --join 127.0.0.1:9000   # node 2: calls it, exits
 //! ```
+//!
+//! With no arguments the program runs itself twice: it starts `--seed 0` as a child process, waits
+//! for its `ready` line, runs the `--join` side against the address the child printed, then stops the
+//! child. It exits non-zero if any expectation fails. Nodes are given addresses directly; cluster
+//! discovery (seeds, `system.find`) comes with the cluster crate.
 //!
 //! A public actor `counter` holds an `i64` and answers:
 //!
@@ -13,10 +20,13 @@
 //! | `tokens` | `n` as decimal text, empty for 1 | a stream of `n` `token` messages |
 //! | anything else | | an actor error |
 //!
-//! Until the HTTP transport lands (issue 2/4) the caller and the counter share one process and one
-//! `ActorSystem`. After that, the same calls run across two OS processes: `--seed` serves the counter,
-//! `--join <addr>` finds it through the cluster and calls it.
 
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use pulsing::http::{HttpConfig, HttpTransport};
 use pulsing::{
     Actor, ActorError, ActorSystem, Context, Message, MessageStream, PulsingError, SpawnOptions,
 };
@@ -64,22 +74,36 @@ impl Actor for DistributedCounter {
     }
 }
 
-fn text(reply: &Message) -> &str {
-    std::str::from_utf8(reply.payload().expect("a single reply")).expect("UTF-8 payload")
+fn text(reply: &Message) -> Result<&str, PulsingError> {
+    let payload = reply
+        .payload()
+        .ok_or_else(|| PulsingError::BadMessage("expected a single reply".into()))?;
+    std::str::from_utf8(payload).map_err(|e| PulsingError::BadMessage(e.to_string()))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), PulsingError> {
-    println!(
-        "Runs in one process until the HTTP transport lands (issue 2/4); then the same program \
-         runs as two OS processes (--seed / --join)."
-    );
-    if let Some(arg) = std::env::args().nth(1) {
-        eprintln!("{arg}: needs the HTTP transport (issue 2/4); run without arguments");
-        std::process::exit(2);
+/// Fails the run with `what` unless `ok`.
+fn expect(ok: bool, what: String) -> Result<(), PulsingError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(PulsingError::BadMessage(format!(
+            "expectation failed: {what}"
+        )))
     }
+}
 
-    let system = ActorSystem::builder().build().await?;
+async fn node(addr: &str) -> Result<ActorSystem, PulsingError> {
+    ActorSystem::builder()
+        .addr(addr)
+        .transport(HttpTransport::new(HttpConfig::default()))
+        .ask_timeout(Duration::from_secs(10))
+        .build()
+        .await
+}
+
+/// Node 1: serves the public counter until killed.
+async fn seed(port: u16) -> Result<(), PulsingError> {
+    let system = node(&format!("127.0.0.1:{port}")).await?;
     system
         .spawn_with(
             DistributedCounter { value: 0 },
@@ -87,46 +111,149 @@ async fn main() -> Result<(), PulsingError> {
             SpawnOptions::new().public(true),
         )
         .await?;
-    println!("spawned public actor \"counter\"");
+    let addr = system.addr().expect("a node with a transport serves");
+    let mut out = std::io::stdout().lock();
+    // Nobody to tell if stdout is gone; keep serving.
+    let _ = writeln!(out, "seed: public actor \"counter\" at {addr}");
+    let _ = writeln!(out, "listening {addr}");
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    drop(out);
+    std::future::pending::<()>().await;
+    Ok(())
+}
 
-    let counter = system.find("counter").await.expect("counter was spawned");
-    println!("found {counter:?}");
+/// Node 2: calls the counter at `addr` and checks every answer.
+async fn join(addr: SocketAddr) -> Result<(), PulsingError> {
+    let system = node("127.0.0.1:0").await?;
+    let counter = system.remote_ref(addr, "counter")?;
+    println!("join: {counter:?} from {}", system.addr().expect("serves"));
 
     let reply = counter.ask(Message::single("get", "")).await?;
-    assert_eq!((reply.msg_type(), text(&reply)), (Some("value"), "0"));
-    println!("get          -> {}", text(&reply));
+    expect(text(&reply)? == "0", format!("get -> {}", text(&reply)?))?;
+    println!("get          -> {}", text(&reply)?);
 
     let reply = counter.ask(Message::single("increment", "5")).await?;
-    assert_eq!((reply.msg_type(), text(&reply)), (Some("value"), "5"));
-    println!("increment 5  -> {}", text(&reply));
+    expect(
+        text(&reply)? == "5",
+        format!("increment 5 -> {}", text(&reply)?),
+    )?;
+    println!("increment 5  -> {}", text(&reply)?);
 
     let tokens = counter
         .ask_stream(Message::single("tokens", "3"))
         .await?
         .collect()
         .await?;
-    let tokens: Vec<&str> = tokens.iter().map(text).collect();
-    assert_eq!(tokens, ["token-0", "token-1", "token-2"]);
-    println!("tokens 3     -> {tokens:?} (streamed, then a clean end)");
+    let tokens = tokens.iter().map(text).collect::<Result<Vec<_>, _>>()?;
+    expect(
+        tokens == ["token-0", "token-1", "token-2"],
+        format!("tokens {tokens:?}"),
+    )?;
+    println!("tokens 3     -> {tokens:?} (streamed over HTTP, then a clean end)");
 
-    let err = counter
-        .ask(Message::single("reset", ""))
-        .await
-        .expect_err("unknown msg_type is refused");
-    assert!(err.is_actor_error(), "{err}");
-    println!("reset        -> error: {err}");
+    let err = counter.ask(Message::single("reset", "")).await;
+    expect(
+        err.as_ref().is_err_and(|e| e.is_actor_error()),
+        format!("reset -> {err:?}"),
+    )?;
+    println!("reset        -> error: {}", err.unwrap_err());
 
     let reply = counter.ask(Message::single("get", "")).await?;
-    assert_eq!(text(&reply), "5");
+    expect(text(&reply)? == "5", format!("get -> {}", text(&reply)?))?;
     println!(
         "get          -> {} (state kept after the error)",
-        text(&reply)
+        text(&reply)?
     );
 
-    assert!(!system.has_actor("nobody").await);
-    println!("has_actor(\"nobody\") -> false");
+    let err = system
+        .remote_ref(addr, "nobody")?
+        .ask(Message::single("get", ""))
+        .await;
+    expect(
+        err.as_ref().is_err_and(|e| e.is_not_found()),
+        format!("nobody -> {err:?}"),
+    )?;
+    println!("nobody       -> not found");
 
     system.shutdown().await;
-    println!("shut down; all expectations held");
+    println!("join: all expectations held");
     Ok(())
+}
+
+/// Kills the seed process when dropped, whatever happened.
+struct SeedProcess(Child);
+
+impl Drop for SeedProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `<this program> --seed 0` and waits (at most 30 s) for its `ready` line.
+fn start_seed() -> Result<(SeedProcess, SocketAddr), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(["--seed", "0"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn the seed: {e}"))?;
+    let stdout = child.stdout.take().ok_or("seed stdout")?;
+    let seed = SeedProcess(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut addr = None;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            println!("  [seed] {line}");
+            if let Some(a) = line.strip_prefix("listening ") {
+                addr = a.parse::<SocketAddr>().ok();
+            }
+            if line == "ready" {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(addr)) => Ok((seed, addr)),
+        Ok(None) => Err("the seed said ready without an address".into()),
+        Err(_) => Err("the seed did not print ready within 30 s".into()),
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: distributed_counter [--seed PORT | --join ADDR]");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["--seed", port] => match port.parse() {
+            Ok(port) => runtime.block_on(seed(port)).map_err(|e| e.to_string()),
+            Err(_) => return usage(),
+        },
+        ["--join", addr] => match addr.parse() {
+            Ok(addr) => runtime.block_on(join(addr)).map_err(|e| e.to_string()),
+            Err(_) => return usage(),
+        },
+        [] => start_seed().and_then(|(seed, addr)| {
+            println!("started seed process {} at {addr}", seed.0.id());
+            let r = runtime.block_on(join(addr)).map_err(|e| e.to_string());
+            drop(seed);
+            println!("stopped the seed process");
+            r
+        }),
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("distributed_counter failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

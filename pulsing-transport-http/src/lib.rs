@@ -1,14 +1,209 @@
-//! HTTP transport for Pulsing.
+//! The HTTP transport of Pulsing: [`HttpTransport`] implements [`pulsing_core::Transport`] over
+//! hyper 1.x.
 //!
-//! This crate will implement [`pulsing_core::Transport`] over hyper 1.x: one TCP port per node serving
-//! HTTP/1.1 and HTTP/2 with prior knowledge (`POST /actor/{name}`, `POST /cluster/gossip`, `GET /health`,
-//! `GET /metrics`, `GET /actors`), and a pooled HTTP/2 client for node-to-node calls. The wire format is
-//! specified in `docs/protocol.md`.
+//! - **Server**: one TCP port per node serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c), told
+//!   apart from the first bytes of each connection: `POST /actor/{name}` (ask, tell, streamed
+//!   replies), `POST /cluster/gossip`, `GET /health`, `GET /metrics`, `GET /actors`. Bodies over
+//!   [`HttpConfig::max_message_size`] are refused before they are buffered; slow clients are cut off
+//!   by [`HttpConfig::header_read_timeout`] and [`HttpConfig::body_read_timeout`].
+//! - **Client**: node-to-node calls use HTTP/2 with prior knowledge over a small pool of connections
+//!   per peer (`TCP_NODELAY`, bounded connect). A call is never retried once its bytes may have left
+//!   (see *Delivery and retries* below).
 //!
-//! It does not hold any actor or membership logic: those live in `pulsing-core` and `pulsing-cluster`.
+//! The wire format is specified in `docs/protocol.md` (the one source of truth); [`codec`] encodes and
+//! decodes its msgpack bodies and stream frames without IO, and [`protocol`] holds its header names,
+//! status table and text bodies.
 //!
-//! Status: not implemented yet (issue "2/4 HTTP transport"); the crate builds so the workspace and the
-//! facade's `http` feature are in place.
+//! This crate does **not** hold actor or membership logic (those are `pulsing-core` and
+//! `pulsing-cluster`), does not do TLS, and does not accept streamed *requests* (a request is one
+//! message; replies may stream).
+//!
+//! # Delivery and retries
+//!
+//! At most once. A refused connection fails at once with [`PulsingError::NodeUnreachable`] ("the
+//! message was not sent"). A peer that accepts but never answers fails by the call's timeout
+//! ([`PulsingError::Timeout`]). A request is resent only when the HTTP/2 connection handed it back
+//! unsent (the connection was found closed before the request was queued); a connection lost after
+//! that fails the call with `NodeUnreachable` saying the message may have been delivered.
+//!
+//! # Known gap
+//!
+//! `GET /metrics` does not export members by state yet: [`pulsing_core::InboundHandler`] gives the
+//! transport no access to the membership (see `docs/protocol.md` §6).
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing_core::PulsingError> {
+//! use pulsing_core::{ActorSystem, Message};
+//! use pulsing_transport_http::{HttpConfig, HttpTransport};
+//!
+//! let system = ActorSystem::builder()
+//!     .addr("127.0.0.1:0")
+//!     .transport(HttpTransport::new(HttpConfig::default()))
+//!     .build()
+//!     .await?;
+//! println!("serving on {}", system.addr().expect("a transport serves"));
+//! system.shutdown().await;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
+mod body;
+mod client;
+pub mod codec;
+mod config;
+pub mod protocol;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{
+    HttpConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use pulsing_core::Transport;
+
+/// The HTTP transport: serves one address and calls other nodes over pooled HTTP/2 connections.
+///
+/// Build one per [`ActorSystem`](pulsing_core::ActorSystem) and hand it to the builder's
+/// `.transport(..)`. [`Transport::serve`] may be called once.
+///
+/// # Cancel safety
+///
+/// Dropping an `ask`/`tell`/`gossip` future abandons the call: the HTTP/2 stream is reset, the
+/// serving node drops the request if it has not reached the actor's handler, and the reply (if any)
+/// is discarded. The message may or may not have been delivered.
+pub struct HttpTransport {
+    config: HttpConfig,
+    client: client::Client,
+    shutdown: CancellationToken,
+    bound: OnceLock<SocketAddr>,
+    serving: AtomicBool,
+}
+
+impl HttpTransport {
+    /// A transport with `config`. Nothing is bound until the system calls [`Transport::serve`].
+    pub fn new(config: HttpConfig) -> HttpTransport {
+        let shutdown = CancellationToken::new();
+        HttpTransport {
+            client: client::Client::new(config.clone(), shutdown.clone()),
+            config,
+            shutdown,
+            bound: OnceLock::new(),
+            serving: AtomicBool::new(false),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// The address served, once [`Transport::serve`] returned.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
+}
+
+impl Default for HttpTransport {
+    fn default() -> HttpTransport {
+        HttpTransport::new(HttpConfig::default())
+    }
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("config", &self.config)
+            .field("bound", &self.bound.get())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    /// Binds `addr` and serves it on a background task until [`shutdown`](Transport::shutdown).
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if the address cannot be bound or this transport already serves.
+    async fn serve(
+        &self,
+        addr: SocketAddr,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<SocketAddr, PulsingError> {
+        if self.serving.swap(true, Ordering::AcqRel) {
+            return Err(PulsingError::Config(
+                "this HttpTransport already serves an address; use one transport per system".into(),
+            ));
+        }
+        let bound =
+            server::serve(addr, handler, self.config.clone(), self.shutdown.clone()).await?;
+        let _ = self.bound.set(bound);
+        Ok(bound)
+    }
+
+    /// Sends `msg` as `POST /actor/{name}` and waits for the reply (a stream if the actor streams).
+    ///
+    /// # Errors
+    ///
+    /// The remote error with its kind ([`PulsingError::from_wire`]); [`PulsingError::NodeUnreachable`]
+    /// for a refused or lost connection; [`PulsingError::Timeout`] after `timeout`;
+    /// [`PulsingError::BadMessage`] for a streamed `msg` (requests are single messages).
+    async fn ask(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, PulsingError> {
+        self.client.ask(target, msg, timeout).await
+    }
+
+    /// Sends `msg` with `x-pulsing-mode: tell`; returns once the remote mailbox took it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ask`](Transport::ask).
+    async fn tell(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), PulsingError> {
+        self.client.tell(target, msg, timeout).await
+    }
+
+    /// `POST /cluster/gossip` with `x-pulsing-from` set to this node's address when it serves.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ask`](Transport::ask).
+    async fn gossip(
+        &self,
+        to: SocketAddr,
+        packet: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, PulsingError> {
+        self.client
+            .gossip(to, packet, self.local_addr(), timeout)
+            .await
+    }
+
+    async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.client.clear();
+    }
+}

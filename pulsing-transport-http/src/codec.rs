@@ -1,0 +1,809 @@
+//! The msgpack bodies and stream frames of `docs/protocol.md`, encoded and decoded without IO.
+//!
+//! Everything here works on [`Bytes`] in memory: the server and client feed it complete bodies (or,
+//! for streams, chunks into a [`FrameDecoder`]) and write out what it returns. Decoded payloads are
+//! slices of the input buffer, not copies; encoded bodies return the payload as a separate [`Bytes`]
+//! ([`Encoded`]) so large payloads go out without being copied.
+//!
+//! msgpack is read and written with the low-level `rmp` crate rather than `rmp-serde`: the shapes are
+//! four small maps, a hand-written reader can slice the payload out of the input without a copy, skip
+//! unknown keys (forward compatibility), refuse duplicate keys and bound nesting, and the hot path
+//! pays for no serde machinery.
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rmp::Marker;
+
+/// Deepest nesting accepted inside an unknown value (protocol.md §2).
+pub const MAX_DEPTH: usize = 32;
+
+/// Payloads up to this size are copied next to their header into one buffer; larger ones are sent as
+/// a separate chunk (no copy).
+const INLINE_PAYLOAD: usize = 4096;
+
+/// A message as it crosses the wire: `{"msg_type": str, "payload": bin}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// What kind of message; the actor dispatches on it.
+    pub msg_type: String,
+    /// The message body; when decoded, a slice of the received buffer.
+    pub payload: Bytes,
+}
+
+/// An error as it crosses the wire: `{"kind": str, "message": str}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// The stable kind (`not_found`, `timeout`, ...; protocol.md §5).
+    pub kind: String,
+    /// The human-readable text.
+    pub message: String,
+}
+
+/// The body of a single-reply response: `{"result": ..}` or `{"error": ..}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `{"result": {"msg_type", "payload"}}`
+    Result(Envelope),
+    /// `{"error": {"kind", "message"}}`
+    Error(WireError),
+}
+
+/// One frame of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamFrame {
+    /// `{"msg_type", "payload"}`: one item.
+    Item(Envelope),
+    /// `{"error": {"kind", "message"}}`: the stream failed.
+    Error(WireError),
+    /// `{"end": true}`: the end marker.
+    End,
+}
+
+/// Why a body or frame could not be decoded. The text says what was wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(String);
+
+impl DecodeError {
+    fn new(msg: impl Into<String>) -> DecodeError {
+        DecodeError(msg.into())
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<DecodeError> for pulsing_core::PulsingError {
+    fn from(e: DecodeError) -> Self {
+        pulsing_core::PulsingError::BadMessage(e.0)
+    }
+}
+
+/// An encoded body: `head` then `payload`, to be written in this order. `payload` is empty when it was
+/// small enough to be copied into `head`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// Everything before the payload bytes (and the payload itself when it is small).
+    pub head: Bytes,
+    /// The payload, shared with the caller's buffer; empty if inlined.
+    pub payload: Bytes,
+}
+
+impl Encoded {
+    /// The whole body in one buffer (copies; for tests and small bodies).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.payload.is_empty() {
+            return self.head.clone();
+        }
+        let mut out = BytesMut::with_capacity(self.len());
+        out.put_slice(&self.head);
+        out.put_slice(&self.payload);
+        out.freeze()
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Encoding. Writing into a `Vec` cannot fail, and every length we write is below `u32::MAX` (bodies are
+// bounded by the message size limit), so the `rmp` results are infallible here.
+
+const VEC_WRITE: &str = "writing msgpack into a Vec cannot fail";
+
+fn put_map(out: &mut Vec<u8>, len: u32) {
+    rmp::encode::write_map_len(out, len).expect(VEC_WRITE);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    rmp::encode::write_str(out, s).expect(VEC_WRITE);
+}
+
+/// Writes `"msg_type": .., "payload": <bin header>` and returns the payload to append (inlined when
+/// small).
+fn put_envelope_fields(out: &mut Vec<u8>, msg_type: &str, payload: &Bytes) -> Bytes {
+    put_str(out, "msg_type");
+    put_str(out, msg_type);
+    put_str(out, "payload");
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    rmp::encode::write_bin_len(out, len).expect(VEC_WRITE);
+    if payload.len() <= INLINE_PAYLOAD {
+        out.extend_from_slice(payload);
+        Bytes::new()
+    } else {
+        payload.clone()
+    }
+}
+
+/// `{"msg_type": msg_type, "payload": payload}`, the request body of `POST /actor/{name}`.
+pub fn encode_envelope(msg_type: &str, payload: &Bytes) -> Encoded {
+    let mut out = Vec::with_capacity(32 + msg_type.len() + payload.len().min(INLINE_PAYLOAD));
+    put_map(&mut out, 2);
+    let payload = put_envelope_fields(&mut out, msg_type, payload);
+    Encoded {
+        head: out.into(),
+        payload,
+    }
+}
+
+/// `{"result": {"msg_type": .., "payload": ..}}`, the body of a single reply.
+pub fn encode_result(msg_type: &str, payload: &Bytes) -> Encoded {
+    let mut out = Vec::with_capacity(40 + msg_type.len() + payload.len().min(INLINE_PAYLOAD));
+    put_map(&mut out, 1);
+    put_str(&mut out, "result");
+    put_map(&mut out, 2);
+    let payload = put_envelope_fields(&mut out, msg_type, payload);
+    Encoded {
+        head: out.into(),
+        payload,
+    }
+}
+
+fn put_error(out: &mut Vec<u8>, kind: &str, message: &str) {
+    put_map(out, 1);
+    put_str(out, "error");
+    put_map(out, 2);
+    put_str(out, "kind");
+    put_str(out, kind);
+    put_str(out, "message");
+    put_str(out, message);
+}
+
+/// `{"error": {"kind": kind, "message": message}}`, the body of an error response.
+pub fn encode_error(kind: &str, message: &str) -> Bytes {
+    let mut out = Vec::with_capacity(32 + kind.len() + message.len());
+    put_error(&mut out, kind, message);
+    out.into()
+}
+
+/// One stream frame with its 4-byte big-endian length prefix.
+pub fn encode_frame(frame: &StreamFrame) -> Encoded {
+    let mut out = vec![0u8; 4];
+    let payload = match frame {
+        StreamFrame::Item(e) => {
+            put_map(&mut out, 2);
+            put_envelope_fields(&mut out, &e.msg_type, &e.payload)
+        }
+        StreamFrame::Error(e) => {
+            put_error(&mut out, &e.kind, &e.message);
+            Bytes::new()
+        }
+        StreamFrame::End => {
+            put_map(&mut out, 1);
+            put_str(&mut out, "end");
+            rmp::encode::write_bool(&mut out, true).expect(VEC_WRITE);
+            Bytes::new()
+        }
+    };
+    let len = u32::try_from(out.len() - 4 + payload.len()).unwrap_or(u32::MAX);
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Encoded {
+        head: out.into(),
+        payload,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Decoding: a cursor over one `Bytes`, slicing strings and payloads out of it.
+
+struct Reader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a Bytes) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(DecodeError::new(format!(
+                "truncated msgpack: {what} needs {n} bytes, {} left",
+                self.remaining()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn take_bytes(&mut self, n: usize, what: &str) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
+        self.take(n, what)?;
+        Ok(self.buf.slice(start..start + n))
+    }
+
+    fn uint(&mut self, width: usize, what: &str) -> Result<usize, DecodeError> {
+        let mut b = self.take(width, what)?;
+        let v = match width {
+            1 => u64::from(b.get_u8()),
+            2 => u64::from(b.get_u16()),
+            4 => u64::from(b.get_u32()),
+            _ => b.get_u64(),
+        };
+        usize::try_from(v).map_err(|_| DecodeError::new(format!("{what}: length too large")))
+    }
+
+    fn marker(&mut self, what: &str) -> Result<Marker, DecodeError> {
+        let b = self.take(1, what)?[0];
+        Ok(Marker::from_u8(b))
+    }
+
+    fn map_len(&mut self, what: &str) -> Result<usize, DecodeError> {
+        match self.marker(what)? {
+            Marker::FixMap(n) => Ok(usize::from(n)),
+            Marker::Map16 => self.uint(2, what),
+            Marker::Map32 => self.uint(4, what),
+            m => Err(DecodeError::new(format!(
+                "{what}: expected a map, found {m:?}"
+            ))),
+        }
+    }
+
+    fn str_after(&mut self, m: Marker, what: &str) -> Result<Option<&'a str>, DecodeError> {
+        let n = match m {
+            Marker::FixStr(n) => usize::from(n),
+            Marker::Str8 => self.uint(1, what)?,
+            Marker::Str16 => self.uint(2, what)?,
+            Marker::Str32 => self.uint(4, what)?,
+            _ => return Ok(None),
+        };
+        let raw = self.take(n, what)?;
+        std::str::from_utf8(raw)
+            .map(Some)
+            .map_err(|_| DecodeError::new(format!("{what}: string is not UTF-8")))
+    }
+
+    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+        let m = self.marker(what)?;
+        self.str_after(m, what)?
+            .ok_or_else(|| DecodeError::new(format!("{what}: expected a string, found {m:?}")))
+    }
+
+    /// `bin` (or, leniently, `str`) as a zero-copy slice.
+    fn bin(&mut self, what: &str) -> Result<Bytes, DecodeError> {
+        let m = self.marker(what)?;
+        let n = match m {
+            Marker::Bin8 | Marker::Str8 => self.uint(1, what)?,
+            Marker::Bin16 | Marker::Str16 => self.uint(2, what)?,
+            Marker::Bin32 | Marker::Str32 => self.uint(4, what)?,
+            Marker::FixStr(n) => usize::from(n),
+            m => {
+                return Err(DecodeError::new(format!(
+                    "{what}: expected bin, found {m:?}"
+                )))
+            }
+        };
+        self.take_bytes(n, what)
+    }
+
+    fn bool(&mut self, what: &str) -> Result<bool, DecodeError> {
+        match self.marker(what)? {
+            Marker::True => Ok(true),
+            Marker::False => Ok(false),
+            m => Err(DecodeError::new(format!(
+                "{what}: expected a bool, found {m:?}"
+            ))),
+        }
+    }
+
+    /// Skips one value of any type, at most [`MAX_DEPTH`] levels deep.
+    fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::new("msgpack nested too deeply"));
+        }
+        let what = "value";
+        let m = self.marker(what)?;
+        if self.str_after(m, what)?.is_some() {
+            return Ok(());
+        }
+        let (fixed, items) = match m {
+            Marker::Null | Marker::True | Marker::False | Marker::FixPos(_) | Marker::FixNeg(_) => {
+                (0, 0)
+            }
+            Marker::U8 | Marker::I8 => (1, 0),
+            Marker::U16 | Marker::I16 => (2, 0),
+            Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
+            Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
+            Marker::Bin8 => (self.uint(1, what)?, 0),
+            Marker::Bin16 => (self.uint(2, what)?, 0),
+            Marker::Bin32 => (self.uint(4, what)?, 0),
+            Marker::FixExt1 => (2, 0),
+            Marker::FixExt2 => (3, 0),
+            Marker::FixExt4 => (5, 0),
+            Marker::FixExt8 => (9, 0),
+            Marker::FixExt16 => (17, 0),
+            Marker::Ext8 => (self.uint(1, what)? + 1, 0),
+            Marker::Ext16 => (self.uint(2, what)? + 1, 0),
+            Marker::Ext32 => (self.uint(4, what)?.saturating_add(1), 0),
+            Marker::FixArray(n) => (0, usize::from(n)),
+            Marker::Array16 => (0, self.uint(2, what)?),
+            Marker::Array32 => (0, self.uint(4, what)?),
+            Marker::FixMap(n) => (0, 2 * usize::from(n)),
+            Marker::Map16 => (0, 2 * self.uint(2, what)?),
+            Marker::Map32 => (0, self.uint(4, what)?.saturating_mul(2)),
+            m => return Err(DecodeError::new(format!("invalid msgpack marker {m:?}"))),
+        };
+        self.take(fixed, what)?;
+        for _ in 0..items {
+            // Each item takes at least one byte, so a huge declared count fails when the input ends.
+            self.skip(depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, what: &str) -> Result<(), DecodeError> {
+        if self.remaining() == 0 {
+            Ok(())
+        } else {
+            Err(DecodeError::new(format!(
+                "{what}: {} trailing bytes after the msgpack value",
+                self.remaining()
+            )))
+        }
+    }
+}
+
+/// Remembers which keys of a map were seen, to refuse duplicates.
+fn first_time(seen: &mut u8, bit: u8, key: &str) -> Result<(), DecodeError> {
+    if *seen & bit != 0 {
+        return Err(DecodeError::new(format!("duplicate key {key:?}")));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
+/// Reads the fields of an envelope map whose length was already read.
+fn envelope_fields(r: &mut Reader<'_>, n: usize, what: &str) -> Result<Envelope, DecodeError> {
+    let mut seen = 0u8;
+    let mut msg_type = None;
+    let mut payload = Bytes::new();
+    for _ in 0..n {
+        match r.str("map key")? {
+            "msg_type" => {
+                first_time(&mut seen, 1, "msg_type")?;
+                msg_type = Some(r.str("msg_type")?.to_owned());
+            }
+            "payload" => {
+                first_time(&mut seen, 2, "payload")?;
+                payload = r.bin("payload")?;
+            }
+            _ => r.skip(1)?,
+        }
+    }
+    let msg_type =
+        msg_type.ok_or_else(|| DecodeError::new(format!("{what}: missing key \"msg_type\"")))?;
+    Ok(Envelope { msg_type, payload })
+}
+
+fn error_fields(r: &mut Reader<'_>) -> Result<WireError, DecodeError> {
+    let n = r.map_len("error")?;
+    let mut seen = 0u8;
+    let (mut kind, mut message) = (None, String::new());
+    for _ in 0..n {
+        match r.str("map key")? {
+            "kind" => {
+                first_time(&mut seen, 1, "kind")?;
+                kind = Some(r.str("kind")?.to_owned());
+            }
+            "message" => {
+                first_time(&mut seen, 2, "message")?;
+                message = r.str("message")?.to_owned();
+            }
+            _ => r.skip(1)?,
+        }
+    }
+    let kind = kind.ok_or_else(|| DecodeError::new("error: missing key \"kind\""))?;
+    Ok(WireError { kind, message })
+}
+
+/// Decodes the request body of `POST /actor/{name}`. The payload is a slice of `body`.
+///
+/// # Errors
+///
+/// [`DecodeError`] if `body` is not exactly one msgpack map with a `msg_type` string (protocol.md §2–3).
+pub fn decode_envelope(body: &Bytes) -> Result<Envelope, DecodeError> {
+    let mut r = Reader::new(body);
+    let n = r.map_len("envelope")?;
+    let env = envelope_fields(&mut r, n, "envelope")?;
+    r.finish("envelope")?;
+    Ok(env)
+}
+
+/// Decodes a single-reply body (`{"result": ..}`) or an error body (`{"error": ..}`).
+///
+/// # Errors
+///
+/// [`DecodeError`] if `body` is neither.
+pub fn decode_reply(body: &Bytes) -> Result<Reply, DecodeError> {
+    let mut r = Reader::new(body);
+    let n = r.map_len("reply")?;
+    let mut reply = None;
+    for _ in 0..n {
+        match r.str("map key")? {
+            "result" if reply.is_none() => {
+                let m = r.map_len("result")?;
+                reply = Some(Reply::Result(envelope_fields(&mut r, m, "result")?));
+            }
+            "error" if reply.is_none() => reply = Some(Reply::Error(error_fields(&mut r)?)),
+            "result" | "error" => return Err(DecodeError::new("reply: both result and error")),
+            _ => r.skip(1)?,
+        }
+    }
+    r.finish("reply")?;
+    reply.ok_or_else(|| DecodeError::new("reply: neither \"result\" nor \"error\""))
+}
+
+/// Decodes the msgpack body of one stream frame (without its length prefix).
+///
+/// # Errors
+///
+/// [`DecodeError`] if `body` is not one of the three frame shapes of protocol.md §3.
+pub fn decode_frame_body(body: &Bytes) -> Result<StreamFrame, DecodeError> {
+    let mut r = Reader::new(body);
+    let n = r.map_len("frame")?;
+    let mut seen = 0u8;
+    let mut msg_type = None;
+    let mut payload = Bytes::new();
+    let mut other = None;
+    for _ in 0..n {
+        match r.str("map key")? {
+            "msg_type" => {
+                first_time(&mut seen, 1, "msg_type")?;
+                msg_type = Some(r.str("msg_type")?.to_owned());
+            }
+            "payload" => {
+                first_time(&mut seen, 2, "payload")?;
+                payload = r.bin("payload")?;
+            }
+            "error" => {
+                first_time(&mut seen, 4, "error")?;
+                other = Some(StreamFrame::Error(error_fields(&mut r)?));
+            }
+            "end" => {
+                first_time(&mut seen, 8, "end")?;
+                if !r.bool("end")? {
+                    return Err(DecodeError::new("frame: \"end\" must be true"));
+                }
+                other = Some(StreamFrame::End);
+            }
+            _ => r.skip(1)?,
+        }
+    }
+    r.finish("frame")?;
+    match (msg_type, other) {
+        (Some(msg_type), None) => Ok(StreamFrame::Item(Envelope { msg_type, payload })),
+        (None, Some(frame)) if seen & 2 == 0 => Ok(frame),
+        (None, None) => Err(DecodeError::new(
+            "frame: none of \"msg_type\", \"error\", \"end\"",
+        )),
+        _ => Err(DecodeError::new("frame: mixes item, error and end keys")),
+    }
+}
+
+/// Splits a stream body into frames as its chunks arrive.
+///
+/// Push chunks with [`push`](Self::push), then call [`next_frame`](Self::next_frame) until it returns
+/// `Ok(None)` (needs more bytes). A frame announced longer than `max_frame` is an error as soon as its
+/// length prefix is read, before any of it is buffered.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames longer than `max_frame` bytes.
+    pub fn new(max_frame: usize) -> FrameDecoder {
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max_frame,
+        }
+    }
+
+    /// Appends a received chunk.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Whether bytes of an incomplete frame are buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next complete frame, or `Ok(None)` if more bytes are needed.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] for a frame over the limit or one that does not decode; the stream is broken
+    /// then and the decoder should not be used further.
+    pub fn next_frame(&mut self) -> Result<Option<StreamFrame>, DecodeError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > self.max_frame {
+            return Err(DecodeError::new(format!(
+                "stream frame of {len} bytes exceeds the limit of {} bytes",
+                self.max_frame
+            )));
+        }
+        if self.buf.len() < 4 + len {
+            self.buf.reserve(4 + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        let body = self.buf.split_to(len).freeze();
+        decode_frame_body(&body).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(t: &str, p: &[u8]) -> Envelope {
+        Envelope {
+            msg_type: t.into(),
+            payload: Bytes::copy_from_slice(p),
+        }
+    }
+
+    #[test]
+    fn the_envelope_matches_the_bytes_in_protocol_md() {
+        let expected: &[u8] = b"\x82\xa8msg_type\xa4ping\xa7payload\xc4\x02hi";
+        let got = encode_envelope("ping", &Bytes::from_static(b"hi")).to_bytes();
+        assert_eq!(&got[..], expected);
+        assert_eq!(
+            decode_envelope(&Bytes::from_static(expected)).unwrap(),
+            env("ping", b"hi")
+        );
+    }
+
+    #[test]
+    fn decoded_payload_is_a_slice_of_the_input_not_a_copy() {
+        let body = encode_envelope("t", &Bytes::from(vec![7u8; 100])).to_bytes();
+        let e = decode_envelope(&body).unwrap();
+        let start = body.as_ptr() as usize;
+        let p = e.payload.as_ptr() as usize;
+        assert!(p >= start && p + 100 <= start + body.len());
+    }
+
+    #[test]
+    fn large_payloads_are_not_copied_when_encoding() {
+        let payload = Bytes::from(vec![1u8; INLINE_PAYLOAD + 1]);
+        let enc = encode_result("t", &payload);
+        assert_eq!(enc.payload.as_ptr(), payload.as_ptr());
+        match decode_reply(&enc.to_bytes()).unwrap() {
+            Reply::Result(e) => assert_eq!(e.payload, payload),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_in_any_order_unknown_keys_and_str_payloads_are_accepted() {
+        // {"x": [1, {"y": nil}], "payload": "hi", "msg_type": "t"}
+        let body =
+            Bytes::from_static(b"\x83\xa1x\x92\x01\x81\xa1y\xc0\xa7payload\xa2hi\xa8msg_type\xa1t");
+        assert_eq!(decode_envelope(&body).unwrap(), env("t", b"hi"));
+    }
+
+    #[test]
+    fn a_missing_payload_is_empty_but_a_missing_msg_type_is_refused() {
+        let body = Bytes::from_static(b"\x81\xa8msg_type\xa1t");
+        assert_eq!(decode_envelope(&body).unwrap(), env("t", b""));
+        let body = Bytes::from_static(b"\x81\xa7payload\xc4\x00");
+        assert!(decode_envelope(&body).unwrap_err().0.contains("msg_type"));
+    }
+
+    #[test]
+    fn malformed_envelopes_are_refused_with_a_reason() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\x92\x01\x02",                           // an array
+            b"\x82\xa8msg_type\xa4pi",                 // truncated
+            b"\x81\xa8msg_type\x01",                   // msg_type not a string
+            b"\x82\xa8msg_type\xa1t\xa8msg_type\xa1u", // duplicate key
+            b"\x81\xa8msg_type\xa1t\x00",              // trailing byte
+            b"\x81\xa8msg_type\xa2\xff\xfe",           // not UTF-8
+            b"\x81\xa1x\xc1",                          // reserved marker
+            b"\x81\xa1x\xdd\xff\xff\xff\xff",          // array32 declaring 4G items
+            b"\x81\xa7payload\xc6\xff\xff\xff\xff",    // bin32 declaring 4 GiB
+        ];
+        for case in cases {
+            assert!(
+                decode_envelope(&Bytes::from_static(case)).is_err(),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let mut body = b"\x81\xa1x".to_vec();
+        body.extend(std::iter::repeat_n(0x91u8, 100_000));
+        body.push(0xc0);
+        let err = decode_envelope(&Bytes::from(body)).unwrap_err();
+        assert!(err.0.contains("deeply"), "{err}");
+    }
+
+    #[test]
+    fn replies_and_errors_decode() {
+        let ok = encode_result("echo", &Bytes::from_static(b"x")).to_bytes();
+        assert_eq!(decode_reply(&ok).unwrap(), Reply::Result(env("echo", b"x")));
+        let err = encode_error("not_found", "actor not found: a");
+        assert_eq!(
+            decode_reply(&err).unwrap(),
+            Reply::Error(WireError {
+                kind: "not_found".into(),
+                message: "actor not found: a".into()
+            })
+        );
+        assert!(decode_reply(&Bytes::from_static(b"\x80")).is_err());
+    }
+
+    #[test]
+    fn frames_split_across_chunks_are_reassembled() {
+        let frames = [
+            StreamFrame::Item(env("tok", b"a")),
+            StreamFrame::Item(env("tok", &[9u8; 5000])),
+            StreamFrame::Error(WireError {
+                kind: "actor_error".into(),
+                message: "boom".into(),
+            }),
+            StreamFrame::End,
+        ];
+        let mut wire = Vec::new();
+        for f in &frames {
+            wire.extend_from_slice(&encode_frame(f).to_bytes());
+        }
+        let mut dec = FrameDecoder::new(1 << 20);
+        let mut got = Vec::new();
+        for chunk in wire.chunks(7) {
+            dec.push(chunk);
+            while let Some(f) = dec.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, frames);
+        assert!(!dec.has_partial());
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_from_its_length_prefix() {
+        let mut dec = FrameDecoder::new(1024);
+        dec.push(&[0xff, 0xff, 0xff, 0xff]);
+        assert!(dec.next_frame().is_err());
+    }
+
+    #[test]
+    fn end_frame_matches_the_documented_bytes() {
+        let f = encode_frame(&StreamFrame::End).to_bytes();
+        assert_eq!(&f[..], b"\x00\x00\x00\x06\x81\xa3end\xc3");
+    }
+
+    #[test]
+    fn frames_mixing_shapes_are_refused() {
+        let cases: &[&[u8]] = &[
+            b"\x82\xa8msg_type\xa1t\xa3end\xc3",
+            b"\x81\xa3end\xc2",
+            b"\x81\xa1x\x01",
+            b"\x82\xa7payload\xc4\x00\xa3end\xc3",
+        ];
+        for case in cases {
+            assert!(
+                decode_frame_body(&Bytes::from_static(case)).is_err(),
+                "{case:?}"
+            );
+        }
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn envelope() -> impl Strategy<Value = Envelope> {
+            (
+                ".{0,40}",
+                proptest::collection::vec(any::<u8>(), 0..(INLINE_PAYLOAD + 200)),
+            )
+                .prop_map(|(msg_type, payload)| Envelope {
+                    msg_type,
+                    payload: payload.into(),
+                })
+        }
+
+        fn frame() -> impl Strategy<Value = StreamFrame> {
+            prop_oneof![
+                envelope().prop_map(StreamFrame::Item),
+                (".{0,20}", ".{0,200}")
+                    .prop_map(|(kind, message)| StreamFrame::Error(WireError { kind, message })),
+                Just(StreamFrame::End),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn envelopes_round_trip(e in envelope()) {
+                let wire = encode_envelope(&e.msg_type, &e.payload).to_bytes();
+                prop_assert_eq!(decode_envelope(&wire).unwrap(), e);
+            }
+
+            #[test]
+            fn results_round_trip(e in envelope()) {
+                let wire = encode_result(&e.msg_type, &e.payload).to_bytes();
+                prop_assert_eq!(decode_reply(&wire).unwrap(), Reply::Result(e));
+            }
+
+            #[test]
+            fn stream_frames_round_trip_in_any_chunking(
+                frames in proptest::collection::vec(frame(), 0..8),
+                chunk in 1usize..64,
+            ) {
+                let mut wire = Vec::new();
+                for f in &frames {
+                    wire.extend_from_slice(&encode_frame(f).to_bytes());
+                }
+                let mut dec = FrameDecoder::new(1 << 20);
+                let mut got = Vec::new();
+                for c in wire.chunks(chunk) {
+                    dec.push(c);
+                    while let Some(f) = dec.next_frame().unwrap() {
+                        got.push(f);
+                    }
+                }
+                prop_assert_eq!(got, frames);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoders(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let b = Bytes::from(data);
+                let _ = decode_envelope(&b);
+                let _ = decode_reply(&b);
+                let _ = decode_frame_body(&b);
+                let mut dec = FrameDecoder::new(1024);
+                dec.push(&b);
+                while let Ok(Some(_)) = dec.next_frame() {}
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Remote `ActorRef`s over the HTTP transport: two systems in one process on 127.0.0.1, errors keeping
+//! their kind, and dead, silent and restarted peers failing fast with typed errors.
+
+#[path = "support/http.rs"]
+mod http_support;
+
+use std::time::{Duration, Instant};
+
+use http_support::*;
+use pulsing::http::{HttpConfig, HttpTransport};
+use pulsing::{ActorName, Message, NodeId, PulsingError, RemoteTarget, Transport};
+
+async fn caller(ask_timeout: Duration) -> pulsing::ActorSystem {
+    system(test_config(), ask_timeout).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_tell_and_stream_cross_two_systems() {
+    bounded(async {
+        let node = echo_node().await;
+        let me = caller(Duration::from_secs(10)).await;
+        let echo = me.remote_ref(node.addr, "echo").unwrap();
+        assert!(!echo.is_local());
+        let reply = echo.ask(Message::single("ping", "hello")).await.unwrap();
+        assert_eq!(reply.msg_type(), Some("echo"));
+        assert_eq!(reply.payload().unwrap().as_ref(), b"hello");
+        // A large payload goes out and back whole.
+        let big = vec![7u8; 300_000];
+        let reply = echo
+            .ask(Message::single("ping", big.clone()))
+            .await
+            .unwrap();
+        assert_eq!(reply.payload().unwrap().as_ref(), &big[..]);
+        echo.tell(Message::single("ping", "told")).await.unwrap();
+        let items = echo
+            .ask_stream(Message::single("stream", "20"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let got: Vec<String> = items
+            .iter()
+            .map(|m| String::from_utf8(m.payload().unwrap().to_vec()).unwrap())
+            .collect();
+        let want: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+        // Many asks at once share the pooled connections.
+        let calls = (0..200).map(|i| {
+            let echo = echo.clone();
+            async move { echo.ask(Message::single("ping", i.to_string())).await }
+        });
+        for (i, r) in futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(
+                r.unwrap().payload().unwrap().as_ref(),
+                i.to_string().as_bytes()
+            );
+        }
+        me.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_errors_keep_their_kind() {
+    bounded(async {
+        let node = echo_node().await;
+        let me = caller(Duration::from_secs(10)).await;
+        let at = |name| me.remote_ref(node.addr, name).unwrap();
+
+        let e = at("nobody")
+            .ask(Message::single("ping", ""))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        let e = at("secret")
+            .ask(Message::single("ping", ""))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found(), "private actors are not reachable: {e}");
+        let e = at("secret")
+            .tell(Message::single("ping", ""))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+
+        let e = at("echo")
+            .ask(Message::single("fail", ""))
+            .await
+            .unwrap_err();
+        assert!(e.is_actor_error(), "{e}");
+        match &e {
+            PulsingError::Actor(a) => {
+                assert_eq!(a.type_name(), Some("EchoError"));
+                assert_eq!(a.message(), "fail requested");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let e = at("echo")
+            .ask(Message::single("ping", vec![0u8; 2 * 1024 * 1024]))
+            .await
+            .unwrap_err();
+        assert!(e.is_too_large(), "{e}");
+
+        let stream = at("echo")
+            .ask_stream(Message::single("stream_fail", ""))
+            .await
+            .unwrap();
+        let e = stream.collect().await.unwrap_err();
+        assert!(e.is_actor_error(), "{e}");
+
+        // The remote side bounds its wait by the caller's remaining time: a remote timeout.
+        let e = at("echo")
+            .ask_with_timeout(Message::single("sleep", "5000"), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+
+        // Overloaded: `small` holds one handler and one queued message.
+        let small = at("small");
+        let mut last = Ok(());
+        for _ in 0..5 {
+            last = small.tell(Message::single("hold", "")).await;
+            if last.is_err() {
+                break;
+            }
+        }
+        let e = last.unwrap_err();
+        assert!(e.is_mailbox_full(), "{e}");
+        node.gate.add_permits(100);
+
+        me.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_unreachable_at_once() {
+    bounded(async {
+        // A port that was just free: nothing listens there.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let me = caller(Duration::from_secs(20)).await;
+        let r = me.remote_ref(dead, "echo").unwrap();
+        let started = Instant::now();
+        let e = r.ask(Message::single("ping", "")).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        assert!(e.to_string().contains("not sent"), "{e}");
+        // Not by the 20 s ask timeout (a loose bound: this is not a performance assertion).
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let e = r.tell(Message::single("ping", "")).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        me.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_fails_by_the_ask_timeout() {
+    bounded(async {
+        // Accepts connections (the kernel completes the handshake) and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = silent.accept().await {
+                conns.push(c);
+            }
+        });
+        let me = caller(Duration::from_millis(300)).await;
+        let r = me.remote_ref(addr, "echo").unwrap();
+        let e = r.ask(Message::single("ping", "")).await.unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        let e = r.tell(Message::single("ping", "")).await.unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        me.shutdown().await;
+        held.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_for_another_run_of_the_node_is_not_found() {
+    bounded(async {
+        let node = echo_node().await;
+        let client = HttpTransport::new(HttpConfig::default());
+        let target = |node_id| RemoteTarget {
+            addr: node.addr,
+            name: ActorName::new("echo").unwrap(),
+            node: Some(node_id),
+        };
+        let right = target(node.system.node_id());
+        let reply = client
+            .ask(&right, Message::single("ping", "x"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(reply.msg_type(), Some("echo"));
+        let wrong = target(NodeId(node.system.node_id().0.wrapping_add(1)));
+        let e = client
+            .ask(&wrong, Message::single("ping", "x"), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert!(e.to_string().contains("node restarted"), "{e}");
+        let e = client
+            .tell(&wrong, Message::single("ping", "x"), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        client.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_the_same_port_is_reached_again_through_the_pool() {
+    bounded(async {
+        let first = echo_node().await;
+        let addr = first.addr;
+        let me = caller(Duration::from_secs(5)).await;
+        let r = me.remote_ref(addr, "echo").unwrap();
+        r.ask(Message::single("ping", "")).await.unwrap();
+        first.system.shutdown().await;
+        let e = r.ask(Message::single("ping", "")).await.unwrap_err();
+        assert!(e.is_unreachable() || e.is_stopped(), "{e}");
+        // A new run on the same port, without `echo`: the pooled connection is replaced, and the
+        // old name is not found there.
+        let mut second = None;
+        for _ in 0..40 {
+            let built = pulsing::ActorSystem::builder()
+                .addr(addr.to_string())
+                .transport(HttpTransport::new(test_config()))
+                .build()
+                .await;
+            if let Ok(s) = built {
+                second = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // If this machine does not give the port back in time, a fresh port still shows the rest.
+        let second = match second {
+            Some(s) => s,
+            None => system(test_config(), Duration::from_secs(5)).await,
+        };
+        let r2 = me.remote_ref(second.addr().unwrap(), "echo").unwrap();
+        let e = r2.ask(Message::single("ping", "")).await.unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        second.shutdown().await;
+        me.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_stream_is_a_truncated_stream() {
+    bounded(async {
+        let node = echo_node().await;
+        let me = caller(Duration::from_secs(10)).await;
+        let echo = me.remote_ref(node.addr, "echo").unwrap();
+        let mut stream = echo
+            .ask_stream(Message::single("stream_forever", ""))
+            .await
+            .unwrap();
+        assert!(stream.next().await.unwrap().is_ok());
+        // The serving node goes away while the stream is open.
+        node.system.shutdown().await;
+        let e = stream.next().await.unwrap().unwrap_err();
+        assert!(matches!(e, PulsingError::StreamTruncated(_)), "{e:?}");
+        me.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_requests_are_refused_before_sending() {
+    bounded(async {
+        let node = echo_node().await;
+        let me = caller(Duration::from_secs(5)).await;
+        let echo = me.remote_ref(node.addr, "echo").unwrap();
+        let s = pulsing::MessageStream::from_items(vec![Message::single("a", "")]);
+        let e = echo.ask(Message::stream(s)).await.unwrap_err();
+        assert!(e.is_bad_message(), "{e}");
+        assert_eq!(kind(&e), "bad_request");
+        me.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}
