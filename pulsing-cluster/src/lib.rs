@@ -1,15 +1,42 @@
-//! Cluster membership for Pulsing.
+//! Cluster membership for Pulsing: SWIM failure detection and a cluster-wide registry of public
+//! actors.
 //!
-//! This crate will implement [`pulsing_core::Membership`]: SWIM failure detection with `foca` 2.x (direct
-//! and indirect probes, suspicion, refutation), join through seed addresses with a first push-pull sync,
-//! and a cluster-wide registry of public actor names spread by piggybacked gossip and repaired by
-//! anti-entropy. The protocol logic takes time and bytes as inputs and returns what to send, so it can be
-//! driven by a virtual clock in tests; one small driver task owns the timers and the transport.
+//! [`Cluster`] implements [`pulsing_core::Membership`]:
 //!
-//! It does not open sockets itself: packets travel through [`pulsing_core::Transport`].
+//! - **Failure detection** is SWIM, by [`foca`] 2.x: direct probes, indirect probes through `k`
+//!   members, suspicion refuted by a higher incarnation, updates piggybacked on every packet.
+//! - **Identity** is address + boot id: a process restarted on the same address is a new member
+//!   and replaces the old one everywhere.
+//! - **Registry**: each node owns the versioned list of its public actor names. Changes spread as
+//!   foca custom broadcasts and are repaired by periodic anti-entropy (digest compare, then pull
+//!   and push what differs). A node's entries disappear everywhere when it is declared down or
+//!   leaves.
+//! - **Join**: [`start`](pulsing_core::Membership::start) with seeds returns after the first
+//!   push-pull sync (members and registry) with a seed, so `find` right after a join sees every
+//!   actor that existed before it.
 //!
-//! Status: not implemented yet (issue "3/4 Cluster"); the crate builds so the workspace and the facade's
-//! `cluster` feature are in place.
+//! The logic is free of IO (see `node.rs`): it takes the time and the bytes that arrived and returns
+//! packets to send and when to wake up. One small tokio task per node owns the timers and sends the
+//! packets through [`pulsing_core::Transport::gossip`]; the `sim` feature drives the same logic for
+//! many nodes in one thread with a virtual clock.
+//!
+//! It does not open sockets (packets travel through the node's transport as
+//! `POST /cluster/gossip` bodies), persist anything, or secure the gossip: run it on a trusted
+//! network.
+//!
+//! The packet format is described in the `wire` module: a version byte, a kind byte, a body.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
+mod cluster;
+mod config;
+mod identity;
+mod node;
+mod registry;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+mod wire;
+
+pub use cluster::Cluster;
+pub use config::ClusterConfig;
 pub use pulsing_core::Membership;
