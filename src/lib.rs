@@ -49,6 +49,14 @@ pub use pulsing_cluster as cluster;
 /// # Ok(()) }
 /// ```
 pub fn system_builder() -> ActorSystemBuilder {
-    // The HTTP transport and the cluster membership are wired in here as they land.
-    ActorSystem::builder()
+    let builder = ActorSystem::builder();
+    #[cfg(feature = "http")]
+    let builder = builder.fallback_transport(|| {
+        std::sync::Arc::new(http::HttpTransport::default()) as std::sync::Arc<dyn Transport>
+    });
+    #[cfg(feature = "cluster")]
+    let builder = builder.fallback_membership(|| {
+        std::sync::Arc::new(cluster::Cluster::default()) as std::sync::Arc<dyn Membership>
+    });
+    builder
 }

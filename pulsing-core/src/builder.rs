@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) mailbox_capacity: usize,
     pub(crate) mailbox_wait: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) advertise_addr: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -32,6 +33,7 @@ impl Default for Config {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             mailbox_wait: DEFAULT_MAILBOX_WAIT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            advertise_addr: None,
         }
     }
 }
@@ -80,6 +82,14 @@ impl ActorSystemBuilder {
     /// transport.
     pub fn addr(mut self, addr: impl Into<String>) -> Self {
         self.addr = Some(addr.into());
+        self
+    }
+
+    /// The address peers should use to reach this node, when it differs from the bound one (NAT,
+    /// containers) or the bound one is a wildcard. Without it, a node bound to `0.0.0.0`/`[::]` picks
+    /// one as described in [`ActorSystem::advertise_addr`].
+    pub fn advertise_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.advertise_addr = Some(addr);
         self
     }
 

@@ -72,6 +72,7 @@
 
 mod actor;
 mod actor_ref;
+mod advertise;
 mod builder;
 mod cell;
 mod error;

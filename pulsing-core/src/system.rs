@@ -85,6 +85,7 @@ pub(crate) struct SystemInner {
     pub(crate) shared: Arc<Shared>,
     node_id: NodeId,
     addr: OnceLock<SocketAddr>,
+    advertised: OnceLock<SocketAddr>,
     transport: Arc<dyn Transport>,
     membership: Arc<dyn Membership>,
     actors: RwLock<HashMap<ActorName, Entry>>,
@@ -145,6 +146,7 @@ impl ActorSystem {
             }),
             node_id,
             addr: OnceLock::new(),
+            advertised: OnceLock::new(),
             transport: transport.clone(),
             membership: membership.clone(),
             actors: RwLock::new(HashMap::new()),
@@ -156,7 +158,12 @@ impl ActorSystem {
             let handler: Arc<dyn InboundHandler> = Arc::new(Inbound(Arc::downgrade(&inner)));
             let bound = transport.serve(bind, handler).await?;
             let _ = inner.addr.set(bound);
-            addr = Some(bound);
+            let advertised = match inner.shared.config.advertise_addr {
+                Some(a) => a,
+                None => crate::advertise::advertise_for(bound, &seeds).await,
+            };
+            let _ = inner.advertised.set(advertised);
+            addr = Some(advertised);
         }
         let system = ActorSystem { inner };
         let local = crate::membership::LocalNode { id: node_id, addr };
@@ -170,6 +177,15 @@ impl ActorSystem {
     /// The address this node serves on; `None` for a standalone system.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.inner.addr.get().copied()
+    }
+
+    /// The address peers use to reach this node: the one given to
+    /// [`ActorSystemBuilder::advertise_addr`](crate::ActorSystemBuilder::advertise_addr), else the bound
+    /// address, except that a wildcard bind (`0.0.0.0`, `[::]`) is replaced by the local address of the
+    /// route to the first seed, else by the first non-loopback address of the host name, else by
+    /// loopback. `None` for a standalone system.
+    pub fn advertise_addr(&self) -> Option<SocketAddr> {
+        self.inner.advertised.get().copied()
     }
 
     /// This run's boot id.

@@ -26,11 +26,6 @@
 //! unsent (the connection was found closed before the request was queued); a connection lost after
 //! that fails the call with `NodeUnreachable` saying the message may have been delivered.
 //!
-//! # Known gap
-//!
-//! `GET /metrics` does not export members by state yet: [`pulsing_core::InboundHandler`] gives the
-//! transport no access to the membership (see `docs/protocol.md` §6).
-//!
 //! # Examples
 //!
 //! ```

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::StatusCode;
-use pulsing_core::{ActorName, ErrorKind, NodeId, PulsingError, SystemStats};
+use pulsing_core::{ActorName, ErrorKind, MemberState, NodeId, PulsingError, SystemStats};
 
 /// Path prefix of actor calls: `POST /actor/{name}`.
 pub const ACTOR_PREFIX: &str = "/actor/";
@@ -271,7 +271,38 @@ pub fn metrics_text(stats: &SystemStats) -> String {
     for (kind, n) in &stats.errors {
         let _ = writeln!(out, "pulsing_errors_total{{kind=\"{kind}\"}} {n}");
     }
+    out.push_str(
+        "# HELP pulsing_members Cluster members known to this node, by state.\n\
+         # TYPE pulsing_members gauge\n",
+    );
+    for state in [
+        MemberState::Alive,
+        MemberState::Suspect,
+        MemberState::Down,
+        MemberState::Left,
+    ] {
+        let n = stats
+            .members
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            out,
+            "pulsing_members{{state=\"{}\"}} {n}",
+            member_state_name(state)
+        );
+    }
     out
+}
+
+fn member_state_name(state: MemberState) -> &'static str {
+    match state {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Down => "down",
+        MemberState::Left => "left",
+        _ => "other",
+    }
 }
 
 #[cfg(test)]
