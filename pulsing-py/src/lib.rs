@@ -1,9 +1,21 @@
 //! The native half of the Python package: the PyO3 extension module `pulsing._pulsing`.
 //!
-//! For now it holds only the package version and the exception hierarchy that Rust code raises.
-//! Later it will hold the bindings for `ActorSystem`, `ActorRef` and `Message` over the `pulsing`
-//! facade crate; the pure-Python package `pulsing` (in `python/pulsing/`) re-exports this module
-//! and adds the thin Pythonic layer on top (`pulsing.actor`).
+//! It holds thin handles over the `pulsing` facade crate (a system, refs, streamed replies), the
+//! [`hub::Hub`] that carries results from Tokio to the asyncio loop, the proxy that makes a Python
+//! actor reachable from the core system, and the exception hierarchy. The pure-Python package
+//! `pulsing` (in `python/pulsing/`) builds the public API on top (`pulsing.actor`); nothing here is
+//! meant to be called by users directly.
+//!
+//! It does not run Python handlers on Tokio threads, and no Tokio thread ever waits for the GIL:
+//!
+//! - a Python actor lives on the asyncio loop that created its system, with one mailbox in Python;
+//!   local callers on that loop use it directly (no thread hop);
+//! - messages from the core system (other nodes, core refs) reach it through [`proxy::PyProxy`] and
+//!   the hub, in batches;
+//! - every call that can wait runs on the module's Tokio runtime ([`runtime`]) and completes an asyncio
+//!   future through the hub: one wake-up of the loop for many completions.
+//!
+//! Unix only: the hub wakes the loop through a socket pair.
 //!
 //! # Why the exceptions are defined in Python
 //!
@@ -21,6 +33,12 @@
 
 use pyo3::prelude::*;
 
+mod errors;
+mod hub;
+mod native;
+mod proxy;
+mod runtime;
+
 pyo3::import_exception!(pulsing.exceptions, PulsingError);
 pyo3::import_exception!(pulsing.exceptions, ActorNotFoundError);
 pyo3::import_exception!(pulsing.exceptions, ActorError);
@@ -30,7 +48,7 @@ pyo3::import_exception!(pulsing.exceptions, MailboxFullError);
 pyo3::import_exception!(pulsing.exceptions, BadMessageError);
 pyo3::import_exception!(pulsing.exceptions, ActorStoppedError);
 
-/// Native core of the Pulsing actor runtime (package version and exception classes).
+/// Native core of the Pulsing actor runtime; the public API is `pulsing.actor`.
 #[pymodule]
 mod _pulsing {
     use pyo3::prelude::*;
@@ -41,9 +59,22 @@ mod _pulsing {
         MailboxFullError, NodeUnreachableError, PulsingError,
     };
 
+    #[pymodule_export]
+    use crate::hub::Hub;
+    #[pymodule_export]
+    use crate::native::{build_system, NativeRef, NativeStream, NativeSystem};
+    #[pymodule_export]
+    use crate::proxy::{ReplyHandle, StreamWriter};
+
     /// Adds the attributes that are values rather than classes or functions.
+    ///
+    /// `NETWORK_AVAILABLE` says whether `pulsing::system_builder().addr("127.0.0.1:0")` builds, i.e.
+    /// whether the facade this module was built against has a transport; it is found once, at import,
+    /// by trying it (with the GIL released, bounded at 10 s).
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        m.add("__version__", env!("CARGO_PKG_VERSION"))
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        let network = m.py().detach(crate::native::probe_network);
+        m.add("NETWORK_AVAILABLE", network)
     }
 }

@@ -97,16 +97,37 @@ def test_native_module_exports_the_python_classes(name: str) -> None:
     assert getattr(native, name) is getattr(pulsing.exceptions, name)
 
 
+API_NAMES = [
+    "Actor",
+    "ActorRef",
+    "ActorSystem",
+    "Message",
+    "SystemConfig",
+    "as_actor",
+    "create_actor_system",
+]
+
+
 def test_package_exports_exactly_its_all() -> None:
-    assert sorted(pulsing.__all__) == sorted([*EXCEPTION_NAMES, "__version__"])
+    assert sorted(pulsing.__all__) == sorted([*EXCEPTION_NAMES, *API_NAMES, "__version__"])
     for name in pulsing.__all__:
         assert hasattr(pulsing, name)
 
 
 def test_actor_module_reexports_the_same_objects() -> None:
-    assert set(pulsing.actor.__all__) == set(EXCEPTION_NAMES)
+    assert set(pulsing.actor.__all__) == {*EXCEPTION_NAMES, *API_NAMES}
     for name in pulsing.actor.__all__:
         assert getattr(pulsing.actor, name) is getattr(pulsing, name)
+
+
+@pytest.mark.parametrize("name", API_NAMES)
+def test_every_public_name_has_a_docstring(name: str) -> None:
+    obj = getattr(pulsing.actor, name)
+    assert obj.__doc__
+    if isinstance(obj, type):
+        for attr, value in vars(obj).items():
+            if not attr.startswith("_") and callable(value):
+                assert value.__doc__, f"{name}.{attr} has no docstring"
 
 
 def test_stub_declares_every_name_the_native_module_exports() -> None:

@@ -1,32 +1,46 @@
 """Pulsing: a distributed actor runtime with a Rust/Tokio core.
 
-This package re-exports the native module :mod:`pulsing._pulsing` and adds the thin Pythonic
-layer on top of it (:mod:`pulsing.actor`). Every error it raises derives from
-:class:`PulsingError`.
+``import pulsing`` gives the same names as :mod:`pulsing.actor` (the API of the Remote Actors
+Guide) plus ``__version__``. The native module :mod:`pulsing._pulsing` underneath is an
+implementation detail. Every error Pulsing raises derives from :class:`PulsingError`.
 """
 
 from __future__ import annotations
 
 from pulsing._pulsing import __version__
-from pulsing.exceptions import (
+from pulsing.actor import (
+    Actor,
     ActorError,
     ActorNotFoundError,
+    ActorRef,
     ActorStoppedError,
+    ActorSystem,
     AskTimeoutError,
     BadMessageError,
     MailboxFullError,
+    Message,
     NodeUnreachableError,
     PulsingError,
+    SystemConfig,
+    as_actor,
+    create_actor_system,
 )
 
 __all__ = [
+    "Actor",
     "ActorError",
     "ActorNotFoundError",
+    "ActorRef",
     "ActorStoppedError",
+    "ActorSystem",
     "AskTimeoutError",
     "BadMessageError",
     "MailboxFullError",
+    "Message",
     "NodeUnreachableError",
     "PulsingError",
+    "SystemConfig",
     "__version__",
+    "as_actor",
+    "create_actor_system",
 ]

@@ -1,8 +1,16 @@
 """Type stub for the native module ``pulsing._pulsing`` (kept by hand; see src/lib.rs).
 
 The exception classes are the ones defined in :mod:`pulsing.exceptions`; the native module
-re-exports the same objects.
+re-exports the same objects. The other names are the internals that :mod:`pulsing.actor` builds
+the public API on; users call :mod:`pulsing.actor`, not these.
+
+Calls that can wait take the system's :class:`Hub` and an asyncio future, return at once, and
+complete the future later from the hub's :meth:`Hub.drain` (on the loop thread).
 """
+
+import asyncio
+import collections.abc
+import typing
 
 from pulsing.exceptions import ActorError as ActorError
 from pulsing.exceptions import ActorNotFoundError as ActorNotFoundError
@@ -14,3 +22,105 @@ from pulsing.exceptions import NodeUnreachableError as NodeUnreachableError
 from pulsing.exceptions import PulsingError as PulsingError
 
 __version__: str
+NETWORK_AVAILABLE: bool
+"""Whether ``pulsing::system_builder().addr("127.0.0.1:0")`` builds in this build (found at import)."""
+
+_Fut = asyncio.Future[typing.Any]
+
+@typing.final
+class Hub:
+    """Carries results and inbound messages from Tokio to one asyncio loop, in batches."""
+
+    def __init__(self, deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle], None]) -> None: ...
+    def fileno(self) -> int:
+        """The descriptor the loop watches with ``add_reader``."""
+    def drain(self) -> None:
+        """Resolves finished calls and delivers inbound messages; never blocks."""
+    def pending(self) -> int:
+        """Calls still waiting for their result."""
+    def close(self) -> None:
+        """Refuses later events and fails waiting futures with ActorStoppedError."""
+
+def build_system(
+    hub: Hub,
+    fut: _Fut,
+    addr: str | None = None,
+    seeds: list[str] = ...,
+    ask_timeout: float | None = None,
+) -> None:
+    """Builds a system with ``pulsing::system_builder()``; ``fut`` gets a NativeSystem."""
+
+@typing.final
+class NativeSystem:
+    """A running core actor system."""
+
+    @property
+    def addr(self) -> str | None:
+        """The bound address, None when standalone."""
+    @property
+    def ask_timeout(self) -> float:
+        """The default ask timeout in seconds."""
+    def spawn(self, hub: Hub, fut: _Fut, name: str, public: bool, actor_id: int) -> None:
+        """Registers the proxy of Python actor ``actor_id``; ``fut`` gets its NativeRef."""
+    def find(self, hub: Hub, fut: _Fut, name: str) -> None:
+        """``fut`` gets a NativeRef or None."""
+    def stop(self, hub: Hub, fut: _Fut, name: str) -> None:
+        """Stops a local actor."""
+    def shutdown(self, hub: Hub, fut: _Fut) -> None:
+        """Shuts the system down."""
+    def is_shut_down(self) -> bool:
+        """Whether shutdown was called."""
+    def remote_ref(self, addr: str, name: str) -> NativeRef:
+        """A ref to ``name`` at ``addr`` without asking the membership."""
+    def local_actors(self) -> list[tuple[str, bool]]:
+        """Local actor names with whether each is public."""
+
+@typing.final
+class NativeRef:
+    """A core actor ref (remote, or local through the core runtime)."""
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+    @property
+    def is_local(self) -> bool:
+        """Whether the actor runs in this process."""
+    @property
+    def remote_addr(self) -> str | None:
+        """The remote node's address."""
+    def ask(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes, timeout: float) -> None:
+        """``fut`` gets ``(msg_type, payload)`` or a NativeStream."""
+    def tell(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes) -> None:
+        """``fut`` gets None once the message is queued."""
+
+@typing.final
+class NativeStream:
+    """A streamed reply read item by item."""
+
+    def next(self, hub: Hub, fut: _Fut) -> None:
+        """``fut`` gets ``(msg_type, payload)``, None at the end, or the error that ended it."""
+
+@typing.final
+class ReplyHandle:
+    """The reply slot of a message delivered to a Python actor by the core system."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether an answer was given."""
+    def ok(self, msg_type: str, payload: bytes) -> bool:
+        """Answers with a single message."""
+    def error(self, type_name: str | None, message: str) -> bool:
+        """Answers with a handler error."""
+    def stream(self, capacity: int = 32) -> StreamWriter:
+        """Answers with a stream and returns its writer."""
+
+@typing.final
+class StreamWriter:
+    """The producing end of a streamed reply."""
+
+    def send(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes) -> None:
+        """Queues one item."""
+    def end(self, hub: Hub, fut: _Fut) -> None:
+        """Ends the stream cleanly."""
+    def fail(self, hub: Hub, fut: _Fut, type_name: str | None, message: str) -> None:
+        """Ends the stream with an error item."""

@@ -34,7 +34,28 @@ class ActorNotFoundError(PulsingError):
 
 
 class ActorError(PulsingError):
-    """The actor's handler raised or returned an error while handling the message."""
+    """The actor's handler raised or returned an error while handling the message.
+
+    Raised at the caller as ``ActorError(text, type_name, message)``: :attr:`type_name` is the
+    class name of the exception the remote handler raised (``"ValueError"``), :attr:`message` its
+    message, and ``str(err)`` reads ``"ValueError: message"``. Calling a method the actor does not
+    have gives ``type_name == "AttributeError"``.
+    """
+
+    @property
+    def type_name(self) -> str | None:
+        """Class name of the exception the handler raised, when known."""
+        return self.args[1] if len(self.args) > 1 else None
+
+    @property
+    def message(self) -> str:
+        """The handler's error message, without the type name."""
+        if len(self.args) > 2:
+            return str(self.args[2])
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class AskTimeoutError(PulsingError, TimeoutError):

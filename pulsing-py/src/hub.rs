@@ -1,0 +1,291 @@
+//! The [`Hub`]: how work finished on Tokio threads reaches the asyncio loop, in batches, without the
+//! GIL on the Tokio side.
+//!
+//! One hub belongs to one `ActorSystem` and so to the asyncio loop that created it. Tokio tasks push
+//! [`Event`]s (a finished call, or a message for a Python actor) onto a mutex-protected queue; the first
+//! push after a drain writes one byte to a socket pair whose read end the loop watches
+//! (`loop.add_reader(hub.fileno(), hub.drain)`). [`Hub::drain`] then runs on the loop thread, with the
+//! GIL, and handles every queued event at once: one wake-up for many completions, and no Tokio thread
+//! ever waits for the GIL (which the loop thread may hold for milliseconds).
+//!
+//! Futures are kept on the Python side of the fence: a call registers its asyncio future here under a
+//! number, the Tokio task carries only the number, and `drain` resolves the future. So no Python object
+//! is touched or dropped off the loop thread.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pulsing::{ActorError as CoreActorError, ActorRef, ActorSystem, Message, PulsingError};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tokio::sync::oneshot;
+
+use crate::errors::to_py_err;
+use crate::native::{NativeRef, NativeStream, NativeSystem};
+use crate::proxy::ReplyHandle;
+
+/// The reply slot of a message delivered to a Python actor.
+pub(crate) type ReplySender = oneshot::Sender<Result<Message, CoreActorError>>;
+
+/// The result of a finished call, converted to Python by [`Hub::drain`].
+pub(crate) enum Outcome {
+    /// An ask's reply: `(msg_type, payload)` for a single message, a `NativeStream` for a stream.
+    Reply(Result<Message, PulsingError>, std::time::Duration),
+    /// A call with no value: `None`.
+    Unit(Result<(), PulsingError>),
+    /// `find`: a `NativeRef` or `None`.
+    Found(Option<ActorRef>),
+    /// `spawn`: the new actor's `NativeRef`.
+    Spawned(Result<ActorRef, PulsingError>),
+    /// A built system.
+    System(Result<ActorSystem, PulsingError>),
+    /// The next item of a stream: `(msg_type, payload)`, or `None` at its end.
+    Item(Option<Result<Message, PulsingError>>),
+}
+
+/// What Tokio tasks hand to the loop.
+enum Event {
+    /// The call registered under `id` finished.
+    Done { id: u64, outcome: Outcome },
+    /// A message for the Python actor `actor`, from the core system (another node, or a Rust ref).
+    Inbound {
+        actor: u64,
+        msg: Message,
+        reply: ReplySender,
+    },
+}
+
+/// The part of a hub that Tokio tasks hold. `Send + Sync`, holds no Python object.
+pub(crate) struct HubShared {
+    queue: Mutex<Vec<Event>>,
+    wake_pending: AtomicBool,
+    writer: UnixStream,
+    closed: AtomicBool,
+}
+
+impl HubShared {
+    fn push(&self, ev: Event) {
+        if self.closed.load(Ordering::Acquire) {
+            // Dropping the event drops a reply slot too, which its sender reads as "no reply".
+            return;
+        }
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ev);
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            // A full socket buffer means a wake-up byte is already waiting: nothing to do.
+            let _ = (&self.writer).write(&[1]);
+        }
+    }
+
+    /// Reports that the call registered under `id` finished.
+    pub(crate) fn complete(&self, id: u64, outcome: Outcome) {
+        self.push(Event::Done { id, outcome });
+    }
+
+    /// Hands a message to the Python actor registered under `actor`.
+    pub(crate) fn deliver(&self, actor: u64, msg: Message, reply: ReplySender) {
+        self.push(Event::Inbound { actor, msg, reply });
+    }
+}
+
+/// The bridge between one asyncio loop and the Tokio runtime (see the module docs).
+///
+/// Python creates it with the callable that receives messages for Python actors, `deliver(actor_id,
+/// msg_type, payload, reply_handle)`, then registers `fileno()` / `drain` with the loop.
+#[pyclass(frozen, module = "pulsing._pulsing")]
+pub(crate) struct Hub {
+    pub(crate) shared: Arc<HubShared>,
+    reader: UnixStream,
+    deliver: Py<PyAny>,
+    // Touched only with the GIL, on the loop thread; the mutex makes the class `Sync`.
+    futures: Mutex<HashMap<u64, Py<PyAny>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// Registers `fut` (an asyncio future) and returns the number a Tokio task completes it with.
+    pub(crate) fn register(&self, fut: Py<PyAny>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.futures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, fut);
+        id
+    }
+
+    fn resolve(&self, py: Python<'_>, id: u64, outcome: Outcome) -> PyResult<()> {
+        let fut = self
+            .futures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let Some(fut) = fut else { return Ok(()) };
+        let fut = fut.bind(py);
+        // Cancelled by the caller (timeout, task cancelled): the result has nowhere to go.
+        if fut.call_method0("done")?.is_truthy()? {
+            return Ok(());
+        }
+        match outcome_to_py(py, outcome) {
+            Ok(value) => fut.call_method1("set_result", (value,))?,
+            Err(err) => fut.call_method1("set_exception", (err.into_value(py),))?,
+        };
+        Ok(())
+    }
+
+    fn inbound(
+        &self,
+        py: Python<'_>,
+        actor: u64,
+        msg: Message,
+        reply: ReplySender,
+    ) -> PyResult<()> {
+        match msg {
+            Message::Single { msg_type, payload } => {
+                let handle = Py::new(py, ReplyHandle::new(reply))?;
+                let payload = PyBytes::new(py, &payload);
+                self.deliver
+                    .bind(py)
+                    .call1((actor, msg_type, payload, handle))?;
+            }
+            Message::Stream(_) => {
+                let _ = reply.send(Err(CoreActorError::with_type(
+                    "BadMessageError",
+                    "a Python actor takes single messages, not streams",
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn single_to_py(py: Python<'_>, msg: Message) -> PyResult<Py<PyAny>> {
+    match msg {
+        Message::Single { msg_type, payload } => Ok((msg_type, PyBytes::new(py, &payload))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind()),
+        _ => Err(to_py_err(PulsingError::BadMessage(
+            "a stream item cannot itself be a stream".into(),
+        ))),
+    }
+}
+
+fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+    match outcome {
+        Outcome::Reply(Ok(Message::Stream(stream)), item_timeout) => Ok(Py::new(
+            py,
+            NativeStream::new(stream.with_item_timeout(item_timeout)),
+        )?
+        .into_any()),
+        Outcome::Reply(Ok(msg), _) => single_to_py(py, msg),
+        Outcome::Reply(Err(e), _) | Outcome::Unit(Err(e)) | Outcome::Spawned(Err(e)) => {
+            Err(to_py_err(e))
+        }
+        Outcome::System(Err(e)) => Err(to_py_err(e)),
+        Outcome::Unit(Ok(())) | Outcome::Found(None) | Outcome::Item(None) => Ok(py.None()),
+        Outcome::Found(Some(r)) | Outcome::Spawned(Ok(r)) => {
+            Ok(Py::new(py, NativeRef::new(r))?.into_any())
+        }
+        Outcome::System(Ok(system)) => Ok(Py::new(py, NativeSystem::new(system))?.into_any()),
+        Outcome::Item(Some(Ok(msg))) => single_to_py(py, msg),
+        Outcome::Item(Some(Err(e))) => Err(to_py_err(e)),
+    }
+}
+
+#[pymethods]
+impl Hub {
+    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`.
+    #[new]
+    fn py_new(deliver: Py<PyAny>) -> PyResult<Hub> {
+        let (reader, writer) = UnixStream::pair()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot create a socket pair: {e}")))?;
+        for s in [&reader, &writer] {
+            s.set_nonblocking(true).map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot make the socket pair non-blocking: {e}"))
+            })?;
+        }
+        Ok(Hub {
+            shared: Arc::new(HubShared {
+                queue: Mutex::new(Vec::new()),
+                wake_pending: AtomicBool::new(false),
+                writer,
+                closed: AtomicBool::new(false),
+            }),
+            reader,
+            deliver,
+            futures: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The file descriptor the asyncio loop watches; readable when events are waiting.
+    fn fileno(&self) -> i32 {
+        self.reader.as_raw_fd()
+    }
+
+    /// Handles every waiting event: resolves finished calls' futures and delivers inbound messages.
+    /// Called by the loop when `fileno()` is readable; never blocks. An error raised by one event's
+    /// callback is reported as unraisable and does not stop the others.
+    fn drain(&self, py: Python<'_>) {
+        // Order matters: consume the wake-up bytes, then clear the flag, then take the queue. A push
+        // that sees the flag clear writes a fresh byte that this drain does not consume, so the loop
+        // wakes again; a push that saw it set was queued before the take.
+        let mut sink = [0u8; 64];
+        loop {
+            match (&self.reader).read(&mut sink) {
+                Ok(n) if n == sink.len() => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                _ => break,
+            }
+        }
+        self.shared.wake_pending.store(false, Ordering::SeqCst);
+        let events =
+            std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        for ev in events {
+            let result = match ev {
+                Event::Done { id, outcome } => self.resolve(py, id, outcome),
+                Event::Inbound { actor, msg, reply } => self.inbound(py, actor, msg, reply),
+            };
+            if let Err(e) = result {
+                e.write_unraisable(py, None);
+            }
+        }
+    }
+
+    /// Number of calls still waiting for their result.
+    fn pending(&self) -> usize {
+        self.futures.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Stops accepting events: later inbound messages are refused (their senders see the actor gone)
+    /// and later completions are dropped. Futures still waiting fail with `ActorStoppedError`, so no
+    /// caller waits for a result that can no longer come.
+    fn close(&self, py: Python<'_>) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let waiting = std::mem::take(&mut *self.futures.lock().unwrap_or_else(|p| p.into_inner()));
+        for fut in waiting.into_values() {
+            let fut = fut.bind(py);
+            if matches!(
+                fut.call_method0("done").and_then(|d| d.is_truthy()),
+                Ok(false)
+            ) {
+                let err = crate::ActorStoppedError::new_err("the actor system shut down");
+                if let Err(e) = fut.call_method1("set_exception", (err.into_value(py),)) {
+                    e.write_unraisable(py, None);
+                }
+            }
+        }
+    }
+}

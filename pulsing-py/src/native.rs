@@ -1,0 +1,285 @@
+//! Thin handles over the core types: [`NativeSystem`], [`NativeRef`], [`NativeStream`], and
+//! [`build_system`].
+//!
+//! Every call that can wait follows one pattern: Python passes the hub and an asyncio future, the call
+//! registers the future, spawns the Rust future on the module's runtime and returns at once; the
+//! result comes back through [`Hub::drain`](crate::hub::Hub). So no call blocks the loop and none holds
+//! the GIL while it waits. The Pythonic API lives in `pulsing/actor.py`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pulsing::{ActorRef, ActorSystem, Message, MessageStream, SpawnOptions};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::hub::{Hub, Outcome};
+use crate::proxy::PyProxy;
+use crate::runtime::spawn;
+
+/// Converts a timeout in seconds from Python.
+pub(crate) fn seconds(value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("timeout must be >= 0 seconds, got {value}")))
+}
+
+/// Builds a system with `pulsing::system_builder()` and completes `fut` with a [`NativeSystem`].
+///
+/// With `addr` the system serves on it and with `seeds` joins them, as the facade provides; until the
+/// facade has a transport that fails with a `PulsingError` saying so.
+#[pyfunction]
+#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None))]
+pub(crate) fn build_system(
+    hub: &Bound<'_, Hub>,
+    fut: Py<PyAny>,
+    addr: Option<String>,
+    seeds: Vec<String>,
+    ask_timeout: Option<f64>,
+) -> PyResult<()> {
+    let mut builder = pulsing::system_builder();
+    if let Some(addr) = addr {
+        builder = builder.addr(addr);
+    }
+    if !seeds.is_empty() {
+        builder = builder.seeds(seeds);
+    }
+    if let Some(t) = ask_timeout {
+        builder = builder.ask_timeout(seconds(t)?);
+    }
+    let hub = hub.get();
+    let id = hub.register(fut);
+    let shared = hub.shared.clone();
+    spawn(async move {
+        shared.complete(id, Outcome::System(builder.build().await));
+    });
+    Ok(())
+}
+
+/// Whether this build can serve on an address: tries `system_builder().addr("127.0.0.1:0")` once.
+pub(crate) fn probe_network() -> bool {
+    let probe = async {
+        match pulsing::system_builder().addr("127.0.0.1:0").build().await {
+            Ok(system) => {
+                system.shutdown().await;
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    crate::runtime::block_on_bounded(probe, Duration::from_secs(10)).unwrap_or(false)
+}
+
+/// A running core `ActorSystem`.
+#[pyclass(frozen, module = "pulsing._pulsing")]
+pub(crate) struct NativeSystem {
+    system: ActorSystem,
+}
+
+impl NativeSystem {
+    pub(crate) fn new(system: ActorSystem) -> NativeSystem {
+        NativeSystem { system }
+    }
+}
+
+#[pymethods]
+impl NativeSystem {
+    /// The bound address `host:port`, or `None` for a standalone system.
+    #[getter]
+    fn addr(&self) -> Option<String> {
+        self.system.addr().map(|a| a.to_string())
+    }
+
+    /// The default ask timeout, in seconds.
+    #[getter]
+    fn ask_timeout(&self) -> f64 {
+        self.system.ask_timeout().as_secs_f64()
+    }
+
+    /// Registers the Python actor `actor_id` under `name`: a proxy actor in the core system that hands
+    /// its messages to the hub. Completes `fut` with the proxy's [`NativeRef`].
+    fn spawn(
+        &self,
+        hub: &Bound<'_, Hub>,
+        fut: Py<PyAny>,
+        name: String,
+        public: bool,
+        actor_id: u64,
+    ) {
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let system = self.system.clone();
+        let proxy = PyProxy::new(actor_id, shared.clone());
+        spawn(async move {
+            let opts = SpawnOptions::new().public(public);
+            shared.complete(
+                id,
+                Outcome::Spawned(system.spawn_with(proxy, &name, opts).await),
+            );
+        });
+    }
+
+    /// Completes `fut` with a [`NativeRef`] to `name` (local first, then the cluster) or `None`.
+    fn find(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, name: String) {
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let system = self.system.clone();
+        spawn(async move {
+            shared.complete(id, Outcome::Found(system.find(&name).await));
+        });
+    }
+
+    /// Stops the local actor `name`; completes `fut` with `None`.
+    fn stop(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, name: String) {
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let system = self.system.clone();
+        spawn(async move {
+            shared.complete(id, Outcome::Unit(system.stop(&name).await));
+        });
+    }
+
+    /// Shuts the system down (see `ActorSystem::shutdown`); completes `fut` with `None`.
+    fn shutdown(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>) {
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let system = self.system.clone();
+        spawn(async move {
+            system.shutdown().await;
+            shared.complete(id, Outcome::Unit(Ok(())));
+        });
+    }
+
+    /// Whether `shutdown` has been called.
+    fn is_shut_down(&self) -> bool {
+        self.system.is_shut_down()
+    }
+
+    /// A ref to `name` served at `addr` (`host:port`), without asking the membership.
+    fn remote_ref(&self, addr: &str, name: &str) -> PyResult<NativeRef> {
+        let addr = addr
+            .parse()
+            .map_err(|e| PyValueError::new_err(format!("address {addr:?} is not ip:port ({e})")))?;
+        self.system
+            .remote_ref(addr, name)
+            .map(NativeRef::new)
+            .map_err(crate::errors::to_py_err)
+    }
+
+    /// Names of the local actors, each with whether it is public.
+    fn local_actors(&self) -> Vec<(String, bool)> {
+        self.system
+            .local_actors()
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect()
+    }
+}
+
+/// A core `ActorRef`: a remote actor, or a local one reached through the core runtime.
+#[pyclass(frozen, module = "pulsing._pulsing")]
+pub(crate) struct NativeRef {
+    inner: ActorRef,
+}
+
+impl NativeRef {
+    pub(crate) fn new(inner: ActorRef) -> NativeRef {
+        NativeRef { inner }
+    }
+}
+
+#[pymethods]
+impl NativeRef {
+    /// The actor's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name().to_string()
+    }
+
+    /// Whether the actor runs in this process.
+    #[getter]
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
+
+    /// The remote node's address `host:port`, `None` for a local actor.
+    #[getter]
+    fn remote_addr(&self) -> Option<String> {
+        self.inner.remote_addr().map(|a| a.to_string())
+    }
+
+    /// Sends `(msg_type, payload)` and completes `fut` with the reply: `(msg_type, payload)`, or a
+    /// [`NativeStream`] for a streamed reply (each item then waits at most `timeout`).
+    #[pyo3(signature = (hub, fut, msg_type, payload, timeout))]
+    fn ask(
+        &self,
+        hub: &Bound<'_, Hub>,
+        fut: Py<PyAny>,
+        msg_type: String,
+        payload: &[u8],
+        timeout: f64,
+    ) -> PyResult<()> {
+        let timeout = seconds(timeout)?;
+        let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let target = self.inner.clone();
+        spawn(async move {
+            let reply = target.ask_with_timeout(msg, timeout).await;
+            shared.complete(id, Outcome::Reply(reply, timeout));
+        });
+        Ok(())
+    }
+
+    /// Queues `(msg_type, payload)` without waiting for it to be handled; completes `fut` with `None`
+    /// once it is queued (or with the error that kept it from being queued).
+    fn tell(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, msg_type: String, payload: &[u8]) {
+        let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let target = self.inner.clone();
+        spawn(async move {
+            shared.complete(id, Outcome::Unit(target.tell(msg).await));
+        });
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+/// A streamed reply being read from Python, one item per `next` call.
+#[pyclass(frozen, module = "pulsing._pulsing")]
+pub(crate) struct NativeStream {
+    inner: Arc<tokio::sync::Mutex<MessageStream>>,
+}
+
+impl NativeStream {
+    pub(crate) fn new(stream: MessageStream) -> NativeStream {
+        NativeStream {
+            inner: Arc::new(tokio::sync::Mutex::new(stream)),
+        }
+    }
+}
+
+#[pymethods]
+impl NativeStream {
+    /// Completes `fut` with the next item `(msg_type, payload)`, `None` at the end, or the error that
+    /// ended the stream (a stream cut short raises rather than ending cleanly).
+    fn next(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>) {
+        let hub = hub.get();
+        let id = hub.register(fut);
+        let shared = hub.shared.clone();
+        let stream = self.inner.clone();
+        spawn(async move {
+            let item = stream.lock().await.next().await;
+            shared.complete(id, Outcome::Item(item));
+        });
+    }
+}

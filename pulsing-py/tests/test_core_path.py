@@ -1,0 +1,159 @@
+"""Python actors reached through the core runtime: the path other nodes and Rust callers take
+(proxy actor, hub, Tokio), exercised in one process with refs made by the core system."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pulsing.actor import (
+    Actor,
+    ActorError,
+    ActorRef,
+    ActorStoppedError,
+    ActorSystem,
+    AskTimeoutError,
+    Message,
+    PulsingError,
+    SystemConfig,
+    as_actor,
+    create_actor_system,
+)
+
+
+@as_actor
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def increment(self, n: int = 1) -> int:
+        self.value += n
+        return self.value
+
+    async def slow(self, delay: float) -> str:
+        await asyncio.sleep(delay)
+        return "done"
+
+    async def tokens(self, n: int) -> Any:
+        for i in range(n):
+            yield f"t{i}"
+
+    def broken_stream(self) -> Any:
+        yield 1
+        raise RuntimeError("stream broke")
+
+    def fail(self) -> None:
+        raise ValueError("nope")
+
+
+async def core_ref(system: ActorSystem, name: str) -> ActorRef:
+    """A ref through the core system, as another node would hold (not the same-loop fast path)."""
+    native = await system._call("find", name)
+    assert native is not None
+    return ActorRef(system, name, None, native)
+
+
+def run(test: Any, config: SystemConfig | None = None) -> Any:
+    async def main() -> Any:
+        async with await create_actor_system(config) as system:
+            return await test(system)
+
+    return asyncio.run(main())
+
+
+def test_method_calls_and_errors_through_the_core() -> None:
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Counter(), "c", public=True)
+        ref = await core_ref(system, "c")
+        assert not ref._local and ref.is_local
+        assert await ref.increment(5) == 5
+        with pytest.raises(ActorError) as info:
+            await ref.fail()
+        assert info.value.type_name == "ValueError" and info.value.message == "nope"
+        with pytest.raises(ActorError, match="missing"):
+            await ref.missing()
+
+    run(test)
+
+
+def test_streams_through_the_core() -> None:
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Counter(), "c")
+        ref = await core_ref(system, "c")
+        assert [t async for t in ref.tokens(5)] == [f"t{i}" for i in range(5)]
+        got = []
+        with pytest.raises(ActorError, match="stream broke"):
+            async for item in ref.broken_stream():
+                got.append(item)
+        assert got == [1]
+
+    run(test)
+
+
+def test_one_queue_for_local_and_core_callers() -> None:
+    async def test(system: ActorSystem) -> None:
+        local = await system.spawn(Counter(), "c")
+        remote = await core_ref(system, "c")
+        results = await asyncio.gather(
+            *[(local if i % 2 else remote).increment(1) for i in range(200)]
+        )
+        assert sorted(results) == list(range(1, 201))
+        assert await local.increment(0) == 200
+
+    run(test)
+
+
+def test_raw_messages_through_the_core() -> None:
+    class Echo(Actor):
+        async def receive(self, msg: Message) -> Message:
+            return Message.single("reply", msg.payload)
+
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Echo(), "echo")
+        ref = await core_ref(system, "echo")
+        reply = await ref.ask(Message.single("request", b"data"))
+        assert (reply.msg_type, reply.payload) == ("reply", b"data")
+        await ref.tell(Message.single("event", b""))
+
+    run(test)
+
+
+def test_core_ask_times_out() -> None:
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Counter(), "c")
+        ref = await core_ref(system, "c")
+        with pytest.raises(AskTimeoutError):
+            await ref.ask(Message.single("slow", b"\x92\x91\x01\x80"), timeout=0.05)
+
+    run(test)
+
+
+def test_shutdown_fails_calls_still_waiting() -> None:
+    async def main() -> None:
+        system = await create_actor_system()
+        await system.spawn(Counter(), "c")
+        ref = await core_ref(system, "c")
+        call = asyncio.ensure_future(ref.slow(5.0))
+        await asyncio.sleep(0.05)
+        await system.shutdown()
+        with pytest.raises((ActorStoppedError, ActorError)):
+            await asyncio.wait_for(call, 10)
+        with pytest.raises(ActorStoppedError):
+            await ref.increment(1)
+
+    asyncio.run(main())
+
+
+def test_networked_config_without_a_transport_fails_with_a_clear_error() -> None:
+    import pulsing._pulsing as native
+
+    if native.NETWORK_AVAILABLE:
+        pytest.skip("this build has a transport")
+
+    async def main() -> None:
+        with pytest.raises(PulsingError, match="transport"):
+            await create_actor_system(SystemConfig.with_addr("127.0.0.1:0"))
+
+    asyncio.run(main())
