@@ -640,3 +640,61 @@ async fn refs_compare_by_incarnation() {
     })
     .await;
 }
+
+/// Keeps each ask's responder and answers them all, in order, when told "flush".
+struct Deferred(Vec<(Message, pulsing::Responder)>);
+
+impl Actor for Deferred {
+    const FORWARDS: bool = true;
+
+    async fn receive(&mut self, _: Message, _: &mut Context) -> Result<Message, ActorError> {
+        unreachable!("FORWARDS actors get forward() instead")
+    }
+
+    fn forward(&mut self, msg: Message, reply: pulsing::Responder, _: &mut Context) {
+        match msg.msg_type() {
+            Some("flush") => {
+                for (m, r) in self.0.drain(..) {
+                    r.send(Ok(m));
+                }
+            }
+            Some("drop") => self.0.clear(),
+            _ => self.0.push((msg, reply)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_actor_answers_later_and_a_dropped_responder_answers_stopped() {
+    bounded(async {
+        let system = standalone().await;
+        let r = system
+            .spawn(Deferred(Vec::new()), "deferred")
+            .await
+            .unwrap();
+        let asks: Vec<_> = (0..3)
+            .map(|i| {
+                let r = r.clone();
+                tokio::spawn(async move { r.ask(Message::single("m", format!("{i}"))).await })
+            })
+            .collect();
+        while system.stats().messages_handled < 3 {
+            tokio::task::yield_now().await;
+        }
+        r.tell(Message::single("flush", "")).await.unwrap();
+        for a in asks {
+            assert!(a.await.unwrap().is_ok());
+        }
+        let pending = {
+            let r = r.clone();
+            tokio::spawn(async move { r.ask(Message::single("m", "x")).await })
+        };
+        while system.stats().messages_handled < 5 {
+            tokio::task::yield_now().await;
+        }
+        r.tell(Message::single("drop", "")).await.unwrap();
+        assert!(pending.await.unwrap().unwrap_err().is_stopped());
+        system.shutdown().await;
+    })
+    .await;
+}

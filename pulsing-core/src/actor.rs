@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::actor_ref::ActorRef;
+use crate::cell::Responder;
 use crate::error::ActorError;
 use crate::message::Message;
 use crate::name::ActorName;
@@ -62,6 +63,26 @@ pub trait Actor: Send + 'static {
         msg: Message,
         ctx: &mut Context,
     ) -> impl Future<Output = Result<Message, ActorError>> + Send;
+
+    /// Set to `true` by actors that take each message's reply slot with [`forward`](Self::forward)
+    /// instead of answering from [`receive`](Self::receive). Read at compile time: actors that keep the
+    /// default pay nothing for it.
+    const FORWARDS: bool = false;
+
+    /// Called instead of [`receive`](Self::receive) when [`FORWARDS`](Self::FORWARDS) is `true`: takes
+    /// the message and its [`Responder`] and returns at once; the actor answers through the responder
+    /// whenever it is ready, possibly after later messages have been forwarded.
+    ///
+    /// This is for actors whose real handler runs elsewhere and keeps its own per-actor queue (the
+    /// Python bindings hand messages to an asyncio loop this way, many per wake-up). Such an actor is
+    /// then responsible for handling messages one at a time and in order. A panic here counts as a
+    /// handler panic; the responder answers `Stopped`.
+    fn forward(&mut self, msg: Message, reply: Responder, ctx: &mut Context) {
+        let _ = (msg, ctx);
+        reply.fail(crate::PulsingError::Config(
+            "Actor::FORWARDS is set but forward() is not implemented".into(),
+        ));
+    }
 
     /// Runs once when the actor stops (by `stop`, `Context::stop`, system shutdown, or after
     /// `on_start` of a restart failed), bounded by the system's shutdown timeout. It is not run on an

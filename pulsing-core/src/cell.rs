@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::actor::{Actor, Context, RestartPolicy};
-use crate::error::PulsingError;
-use crate::mailbox::{Envelope, MailboxSender};
+use crate::error::{ActorError, PulsingError};
+use crate::mailbox::{Envelope, MailboxSender, ReplyTo};
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::system::Shared;
@@ -162,7 +162,7 @@ async fn message_loop<A: Actor>(
     actor: &mut A,
     source: &mut Source<A>,
     rx: &mut mpsc::Receiver<Envelope>,
-    cell: &LocalCell,
+    cell: &Arc<LocalCell>,
     ctx: &mut Context,
     policy: RestartPolicy,
 ) -> Exit {
@@ -216,6 +216,33 @@ async fn message_loop<A: Actor>(
         if reply.as_ref().is_some_and(|r| r.is_closed()) {
             // The caller gave up (timeout or dropped future): at-most-once lets us skip the work.
             shared.counters.expired_asks.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+
+        if A::FORWARDS {
+            // The actor takes the reply slot and answers when it likes (see `Actor::forward`).
+            let responder = Responder {
+                reply,
+                cell: cell.clone(),
+            };
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                actor.forward(msg, responder, ctx);
+            }));
+            let handled = cell.handled.load(Ordering::Relaxed);
+            cell.handled.store(handled + 1, Ordering::Relaxed);
+            if let Err(panic) = r {
+                // The responder was dropped while unwinding: its caller got `Stopped`.
+                shared.counters.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(actor = %cell.name, "forward panicked: {}", panic_message(&*panic));
+                let OnRestart::Continue =
+                    restart(actor, source, cell, ctx, policy, &mut deadline, rx).await
+                else {
+                    return Exit::Broken;
+                };
+            }
+            if ctx.stop_requested {
+                return Exit::Requested;
+            }
             continue;
         }
 
@@ -328,11 +355,7 @@ async fn restart<A: Actor>(
 }
 
 /// Sends the outcome to the asker, or, for a tell, records a failure nobody else would see.
-fn answer(
-    shared: &Shared,
-    reply: Option<crate::mailbox::ReplyTo>,
-    result: Result<Message, PulsingError>,
-) {
+fn answer(shared: &Shared, reply: Option<ReplyTo>, result: Result<Message, PulsingError>) {
     match reply {
         Some(r) => {
             let _ = r.send(result);
@@ -380,4 +403,58 @@ async fn finish<A: Actor>(
         system.unpublish(&cell.name).await;
     }
     cell.stopped.set();
+}
+
+/// The reply slot of one message, for actors that answer later (see [`Actor::forward`]).
+///
+/// Answer once with [`send`](Self::send) or [`fail`](Self::fail). Dropping it unanswered answers an
+/// ask with [`PulsingError::Stopped`], so no asker is left waiting. For a told message there is nobody
+/// to answer: an error sent to it is counted and logged, like a failing `receive` of a tell.
+pub struct Responder {
+    reply: Option<ReplyTo>,
+    cell: Arc<LocalCell>,
+}
+
+impl Responder {
+    /// Whether the sender waits for an answer (an ask) rather than having told.
+    pub fn is_ask(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Whether the asker has given up (timed out or dropped its future); answering is then useless.
+    pub fn is_closed(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| r.is_closed())
+    }
+
+    /// Answers with the handler's outcome.
+    pub fn send(mut self, result: Result<Message, ActorError>) {
+        answer(
+            &self.cell.shared,
+            self.reply.take(),
+            result.map_err(PulsingError::Actor),
+        );
+    }
+
+    /// Answers with a runtime error (for example [`PulsingError::Timeout`] or
+    /// [`PulsingError::Stopped`]).
+    pub fn fail(mut self, err: PulsingError) {
+        answer(&self.cell.shared, self.reply.take(), Err(err));
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(r) = self.reply.take() {
+            let _ = r.send(Err(PulsingError::Stopped(self.cell.name.to_string())));
+        }
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("actor", &self.cell.name)
+            .field("ask", &self.is_ask())
+            .finish()
+    }
 }
