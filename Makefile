@@ -1,7 +1,8 @@
 # Pulsing developer entry points. Needs GNU make, Rust (cargo) and Python 3.10+; everything else
 # (maturin, pytest, ...) is installed into .venv by `make venv`.
 #
-#   make demo    run examples/distributed_counter.rs
+#   make demo    the distributed counter as two OS processes: Rust (examples/distributed_counter.rs),
+#                then Python (examples/python/distributed_counter.py)
 #   make test    fmt-check, clippy, cargo-test, py-test, in this order; stops at the first failure
 #   make bench   run the local benchmarks (examples/bench.rs)
 
@@ -21,19 +22,26 @@ ensure = $(CARGO) $(1) --version >/dev/null 2>&1 \
 # `test` runs its steps one after another, never in parallel, even under `make -j`.
 .NOTPARALLEL:
 
-.PHONY: help demo test fmt-check clippy cargo-test venv py-build py-test bench clean
+.PHONY: help demo test tools fmt-check clippy cargo-test venv py-build py-test bench clean
 
 help:
-	@echo "make demo    run the distributed counter example"
+	@echo "make demo    distributed counter across two OS processes (Rust, then Python)"
 	@echo "make test    fmt-check, clippy, cargo-test, py-test"
 	@echo "make bench   local benchmarks (JSON lines)"
 	@echo "make venv    create .venv with maturin, pytest, pytest-timeout, msgpack"
 	@echo "make clean   remove target/, .venv and Python build leftovers"
 
-demo:
+demo: py-build
+	@echo "== Rust: distributed counter, seed + joining node as two OS processes =="
 	$(CARGO) run --release --example distributed_counter
+	@echo "== Python: the remote actors guide's distributed counter, two OS processes =="
+	$(VENV)/bin/python examples/python/distributed_counter.py
 
-test: fmt-check clippy cargo-test py-test
+test: tools fmt-check clippy cargo-test py-test
+
+# The wire-conformance tests drive curl; install it where it is missing (Debian, as root).
+tools:
+	@command -v curl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q curl; }
 
 fmt-check:
 	@$(call ensure,fmt,rustfmt)
@@ -66,6 +74,10 @@ py-test: py-build
 
 bench:
 	$(CARGO) run --release --example bench -- --scenario local
+	$(CARGO) run --release --example bench -- --scenario remote --transport http
+	$(CARGO) run --release --example cluster_sim -- --nodes 256 --loss 0.1
+	$(MAKE) py-build
+	$(VENV)/bin/python examples/python/bench.py
 
 clean:
 	$(CARGO) clean
