@@ -1,15 +1,21 @@
 //! The distributed counter of the remote actors guide, across two OS processes over HTTP.
 //!
 //! ```text
-//! cargo run --example distributed_counter                        # or: make demo (both sides)
-//! cargo run --example distributed_counter -- --seed 9000         # node 1: serves the counter, waits
-//! cargo run --example distributed_counter -- --join 127.0.0.1:9000   # node 2: calls it, exits
+//! cargo run --example distributed_counter                            # or: make demo (both sides)
+//! cargo run --example distributed_counter -- --seed 9000             # node 1: serves the counter
+//! cargo run --example distributed_counter -- --join 127.0.0.1:9000   # node 2: finds it, calls it
 //! ```
 //!
+//! The join side is given nothing but the seed's address: it joins the cluster through it
+//! (`pulsing::system_builder().addr(..).seeds([seed])`) and finds the counter by name with
+//! `system.find("counter")`, right after `build()` returns, with no sleep. `--seed` takes a port
+//! (served on `127.0.0.1`) or `ip:port` (`0.0.0.0:9000` serves on every interface and advertises
+//! the host's address); `--join` takes `host:port`, where the host may be a DNS name.
+//!
 //! With no arguments the program runs itself twice: it starts `--seed 0` as a child process, waits
-//! for its `ready` line, runs the `--join` side against the address the child printed, then stops the
-//! child. It exits non-zero if any expectation fails. Nodes are given addresses directly; cluster
-//! discovery (seeds, `system.find`) comes with the cluster crate.
+//! for its `ready <addr>` line, runs the join side against that address, then kills the seed
+//! (`kill -9`) and shows that an ask to the dead node fails at once with a typed error. It exits
+//! non-zero if any expectation fails.
 //!
 //! A public actor `counter` holds an `i64` and answers:
 //!
@@ -24,11 +30,11 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pulsing::http::{HttpConfig, HttpTransport};
 use pulsing::{
-    Actor, ActorError, ActorSystem, Context, Message, MessageStream, PulsingError, SpawnOptions,
+    Actor, ActorError, ActorRef, ActorSystem, Context, Message, MessageStream, PulsingError,
+    SpawnOptions,
 };
 
 struct DistributedCounter {
@@ -92,18 +98,15 @@ fn expect(ok: bool, what: String) -> Result<(), PulsingError> {
     }
 }
 
-async fn node(addr: &str) -> Result<ActorSystem, PulsingError> {
-    ActorSystem::builder()
-        .addr(addr)
-        .transport(HttpTransport::new(HttpConfig::default()))
-        .ask_timeout(Duration::from_secs(10))
-        .build()
-        .await
-}
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Node 1: serves the public counter until killed.
-async fn seed(port: u16) -> Result<(), PulsingError> {
-    let system = node(&format!("127.0.0.1:{port}")).await?;
+/// Node 1: serves the public counter on `addr` until killed.
+async fn seed(addr: String) -> Result<(), PulsingError> {
+    let system = pulsing::system_builder()
+        .addr(addr)
+        .ask_timeout(ASK_TIMEOUT)
+        .build()
+        .await?;
     system
         .spawn_with(
             DistributedCounter { value: 0 },
@@ -111,23 +114,43 @@ async fn seed(port: u16) -> Result<(), PulsingError> {
             SpawnOptions::new().public(true),
         )
         .await?;
-    let addr = system.addr().expect("a node with a transport serves");
+    let addr = system
+        .advertise_addr()
+        .expect("a node with an address serves");
     let mut out = std::io::stdout().lock();
     // Nobody to tell if stdout is gone; keep serving.
-    let _ = writeln!(out, "seed: public actor \"counter\" at {addr}");
-    let _ = writeln!(out, "listening {addr}");
-    let _ = writeln!(out, "ready");
+    let _ = writeln!(out, "seed: public actor \"counter\" on node {addr}");
+    let _ = writeln!(out, "ready {addr}");
     let _ = out.flush();
     drop(out);
     std::future::pending::<()>().await;
     Ok(())
 }
 
-/// Node 2: calls the counter at `addr` and checks every answer.
-async fn join(addr: SocketAddr) -> Result<(), PulsingError> {
-    let system = node("127.0.0.1:0").await?;
-    let counter = system.remote_ref(addr, "counter")?;
-    println!("join: {counter:?} from {}", system.addr().expect("serves"));
+/// Node 2: joins through `seed_addr` only, finds the counter by name and checks every answer.
+/// Returns the system and the counter's ref, for the caller to go on with.
+async fn join(seed_addr: &str) -> Result<(ActorSystem, ActorRef), PulsingError> {
+    let system = pulsing::system_builder()
+        .addr("127.0.0.1:0")
+        .seeds([seed_addr])
+        .ask_timeout(ASK_TIMEOUT)
+        .build()
+        .await?;
+    let me = system.advertise_addr().expect("serves");
+    println!(
+        "join: node {me} joined through {seed_addr}; {} members",
+        system.members().len()
+    );
+
+    // No sleep: `build()` returned after the first sync with the seed.
+    let counter = system
+        .find("counter")
+        .await
+        .ok_or_else(|| PulsingError::NotFound("counter, right after the join".into()))?;
+    let at = counter
+        .remote_addr()
+        .map_or("this node".into(), |a| a.to_string());
+    println!("find counter -> on node {at} (found through the seed, no address given)");
 
     let reply = counter.ask(Message::single("get", "")).await?;
     expect(text(&reply)? == "0", format!("get -> {}", text(&reply)?))?;
@@ -157,7 +180,10 @@ async fn join(addr: SocketAddr) -> Result<(), PulsingError> {
         err.as_ref().is_err_and(|e| e.is_actor_error()),
         format!("reset -> {err:?}"),
     )?;
-    println!("reset        -> error: {}", err.unwrap_err());
+    println!(
+        "reset        -> typed error (is_actor_error): {}",
+        err.unwrap_err()
+    );
 
     let reply = counter.ask(Message::single("get", "")).await?;
     expect(text(&reply)? == "5", format!("get -> {}", text(&reply)?))?;
@@ -166,32 +192,57 @@ async fn join(addr: SocketAddr) -> Result<(), PulsingError> {
         text(&reply)?
     );
 
-    let err = system
-        .remote_ref(addr, "nobody")?
-        .ask(Message::single("get", ""))
-        .await;
-    expect(
-        err.as_ref().is_err_and(|e| e.is_not_found()),
-        format!("nobody -> {err:?}"),
-    )?;
-    println!("nobody       -> not found");
+    let nobody = system.find("nobody").await;
+    expect(nobody.is_none(), format!("find nobody -> {nobody:?}"))?;
+    println!("find nobody  -> none (no node runs a public actor of that name)");
+    Ok((system, counter))
+}
 
-    system.shutdown().await;
-    println!("join: all expectations held");
+/// After the seed was killed: an ask to its counter fails at once with a typed error.
+async fn after_kill(counter: &ActorRef) -> Result<(), PulsingError> {
+    let started = Instant::now();
+    let err = counter.ask(Message::single("get", "")).await;
+    let took = started.elapsed();
+    expect(
+        err.as_ref()
+            .is_err_and(|e| e.is_unreachable() || e.is_not_found()),
+        format!("get after the kill -> {err:?}"),
+    )?;
+    expect(
+        took < ASK_TIMEOUT / 2,
+        format!("get after the kill took {took:?}"),
+    )?;
+    let err = err.unwrap_err();
+    let kind = if err.is_unreachable() {
+        "is_unreachable"
+    } else {
+        "is_not_found"
+    };
+    println!(
+        "get          -> typed error ({kind}) after {} ms: {err}",
+        took.as_millis()
+    );
     Ok(())
 }
 
 /// Kills the seed process when dropped, whatever happened.
 struct SeedProcess(Child);
 
-impl Drop for SeedProcess {
-    fn drop(&mut self) {
+impl SeedProcess {
+    /// `kill -9` (SIGKILL on Unix), then reaps it.
+    fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// Starts `<this program> --seed 0` and waits (at most 30 s) for its `ready` line.
+impl Drop for SeedProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `<this program> --seed 0` and waits (at most 30 s) for its `ready <addr>` line.
 fn start_seed() -> Result<(SeedProcess, SocketAddr), String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = Command::new(exe)
@@ -204,27 +255,33 @@ fn start_seed() -> Result<(SeedProcess, SocketAddr), String> {
     let seed = SeedProcess(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut addr = None;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             println!("  [seed] {line}");
-            if let Some(a) = line.strip_prefix("listening ") {
-                addr = a.parse::<SocketAddr>().ok();
-            }
-            if line == "ready" {
-                let _ = tx.send(addr);
+            if let Some(addr) = line.strip_prefix("ready ") {
+                let _ = tx.send(addr.trim().parse::<SocketAddr>().ok());
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(Some(addr)) => Ok((seed, addr)),
-        Ok(None) => Err("the seed said ready without an address".into()),
+        Ok(None) => Err("the seed's ready line has no address".into()),
         Err(_) => Err("the seed did not print ready within 30 s".into()),
     }
 }
 
+/// Both sides: the seed as a child process, the join side here.
+async fn both(mut seed: SeedProcess, addr: SocketAddr) -> Result<(), PulsingError> {
+    let (system, counter) = join(&addr.to_string()).await?;
+    seed.kill();
+    println!("killed the seed process (kill -9)");
+    let result = after_kill(&counter).await;
+    system.shutdown().await;
+    result
+}
+
 fn usage() -> ExitCode {
-    eprintln!("usage: distributed_counter [--seed PORT | --join ADDR]");
+    eprintln!("usage: distributed_counter [--seed PORT|IP:PORT | --join HOST:PORT]");
     ExitCode::from(2)
 }
 
@@ -232,20 +289,28 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["--seed", port] => match port.parse() {
-            Ok(port) => runtime.block_on(seed(port)).map_err(|e| e.to_string()),
-            Err(_) => return usage(),
-        },
-        ["--join", addr] => match addr.parse() {
-            Ok(addr) => runtime.block_on(join(addr)).map_err(|e| e.to_string()),
-            Err(_) => return usage(),
-        },
+        ["--seed", addr] => {
+            let addr = match addr.parse::<u16>() {
+                Ok(port) => format!("127.0.0.1:{port}"),
+                Err(_) => addr.to_owned(),
+            };
+            runtime.block_on(seed(addr)).map_err(|e| e.to_string())
+        }
+        ["--join", addr] => runtime
+            .block_on(async {
+                let (system, _) = join(addr).await?;
+                system.shutdown().await;
+                println!("join: all expectations held");
+                Ok::<_, PulsingError>(())
+            })
+            .map_err(|e| e.to_string()),
         [] => start_seed().and_then(|(seed, addr)| {
             println!("started seed process {} at {addr}", seed.0.id());
-            let r = runtime.block_on(join(addr)).map_err(|e| e.to_string());
-            drop(seed);
-            println!("stopped the seed process");
-            r
+            runtime
+                .block_on(both(seed, addr))
+                .map_err(|e| e.to_string())?;
+            println!("all expectations held");
+            Ok(())
         }),
         _ => return usage(),
     };

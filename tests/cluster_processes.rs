@@ -1,0 +1,255 @@
+//! Three cluster nodes as real OS processes (`examples/cluster_node.rs`) on 127.0.0.1, plus this
+//! test's own node joined through the seed; one process is killed with SIGKILL (`kill -9`).
+#![cfg(all(feature = "http", feature = "cluster"))]
+
+#[path = "support/processes.rs"]
+mod processes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pulsing::{Actor, ActorError, ActorRef, ActorSystem, Context, Message, SpawnOptions};
+
+use processes::{example, NodeProcess};
+
+/// Bound on the async part of each test (the processes are started, bounded, before it).
+const BOUND: Duration = Duration::from_secs(40);
+/// A killed node must be forgotten everywhere within this (documented: about 4 s on loopback).
+const DOWN_BOUND: Duration = Duration::from_secs(10);
+/// An ask to a killed node must fail this much before the ask timeout.
+const FAIL_FAST: Duration = Duration::from_secs(3);
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(100);
+
+struct Echo;
+
+impl Actor for Echo {
+    async fn receive(&mut self, msg: Message, _: &mut Context) -> Result<Message, ActorError> {
+        Ok(msg)
+    }
+}
+
+/// Starts `name` as a process running a public actor `name`, joining through `seed` if any.
+fn start(name: &str, seed: Option<SocketAddr>) -> NodeProcess {
+    let bin = example("cluster_node");
+    let seed = seed.map(|s| s.to_string());
+    let mut args = vec!["--addr", "127.0.0.1:0", "--name", name];
+    if let Some(seed) = &seed {
+        args.extend(["--seeds", seed.as_str()]);
+    }
+    NodeProcess::start(&bin, name, &args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `body` on a multi-thread runtime within [`BOUND`].
+fn run<F: Future<Output = ()>>(body: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async {
+            tokio::time::timeout(BOUND, body)
+                .await
+                .expect("test exceeded its time bound");
+        });
+}
+
+/// This test's node, joined through `seed`.
+async fn join(seed: SocketAddr) -> ActorSystem {
+    pulsing::system_builder()
+        .addr("127.0.0.1:0")
+        .seeds([seed.to_string()])
+        .ask_timeout(ASK_TIMEOUT)
+        .build()
+        .await
+        .expect("join through the seed")
+}
+
+/// Asks `to` to echo `payload`; returns (the answering node's address, the echoed payload).
+async fn ping(to: &ActorRef, payload: &str) -> Result<(String, String), pulsing::PulsingError> {
+    let (node, echoed) = to
+        .ask(Message::single("ping", payload.to_owned()))
+        .await?
+        .into_single()?;
+    Ok((node, String::from_utf8_lossy(&echoed).into_owned()))
+}
+
+/// The address at which the node behind `via` finds `name`, `None` if it finds none.
+async fn seen_by(via: &ActorRef, name: &str) -> Option<SocketAddr> {
+    let reply = via
+        .ask(Message::single("find", name.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("{} answers find: {e}", via.name()));
+    let (_, found) = reply.into_single().expect("a single reply");
+    let found = std::str::from_utf8(&found).expect("utf8");
+    (!found.is_empty()).then(|| found.parse().expect("an address"))
+}
+
+/// Polls `done` every [`POLL`] until it holds; panics after `limit`. Returns the time it took.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut done: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if done().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits (bounded, polling) until the seed's actor `seed_actor` at `seed` finds each of `names` at
+/// its address; asks from a standalone system that is not part of the cluster.
+async fn seed_knows(seed: SocketAddr, seed_actor: &str, names: &[(&str, SocketAddr)]) -> Duration {
+    let probe = ActorSystem::builder()
+        .transport(pulsing::http::HttpTransport::default())
+        .build()
+        .await
+        .expect("a probe system");
+    let via = probe.remote_ref(seed, seed_actor).expect("a valid name");
+    let took = eventually(
+        "the seed knows every actor",
+        Duration::from_secs(5),
+        || async {
+            for (name, addr) in names {
+                if seen_by(&via, name).await != Some(*addr) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    probe.shutdown().await;
+    took
+}
+
+async fn find_at(system: &ActorSystem, name: &str) -> Option<SocketAddr> {
+    system.find(name).await.and_then(|r| r.remote_addr())
+}
+
+#[test]
+fn three_processes_find_each_other_and_forget_a_killed_one() {
+    let a = start("node-a", None);
+    let mut b = start("node-b", Some(a.addr));
+    let c = start("node-c", Some(a.addr));
+    run(async {
+        // b and c registered their actors as they started; the registration reaches the seed by
+        // gossip (one random member first, then the next rounds), so the seed may not hold it yet
+        // when c prints `ready`. A probe outside the cluster asks the seed what it sees until it
+        // sees both: the precondition for "found right after the join".
+        let waited = seed_knows(a.addr, "node-a", &[("node-b", b.addr), ("node-c", c.addr)]).await;
+        eprintln!("the seed knew node-b and node-c {waited:?} after node-c was ready");
+
+        let me = join(a.addr).await;
+
+        // Right after the join, no sleep: the actors the seed knew of are found, on the process
+        // that runs them, and answer from there.
+        let mut refs = Vec::new();
+        for node in [&a, &b, &c] {
+            let found = me
+                .find(&node.label)
+                .await
+                .unwrap_or_else(|| panic!("{} found right after the join", node.label));
+            assert_eq!(found.remote_addr(), Some(node.addr), "{}", node.label);
+            let (at, echoed) = ping(&found, "hello").await.expect("answers");
+            assert_eq!((at, echoed.as_str()), (node.addr.to_string(), "hello"));
+            refs.push(found);
+        }
+        let [to_a, to_b, to_c] = <[ActorRef; 3]>::try_from(refs).expect("three refs");
+
+        // An actor spawned after the join reaches the others by gossip: bounded poll.
+        let my_addr = me.advertise_addr().expect("serves");
+        me.spawn_with(Echo, "tester", SpawnOptions::new().public(true))
+            .await
+            .expect("spawn tester");
+        eventually("a and c see tester", Duration::from_secs(5), || async {
+            seen_by(&to_a, "tester").await == Some(my_addr)
+                && seen_by(&to_c, "tester").await == Some(my_addr)
+        })
+        .await;
+
+        b.kill();
+        let killed = Instant::now();
+
+        let started = Instant::now();
+        let err = ping(&to_b, "are you there").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            err.is_unreachable() || err.is_not_found(),
+            "typed error: {err:?}"
+        );
+        assert!(
+            took < FAIL_FAST,
+            "failed after {took:?}, not well before the ask timeout"
+        );
+
+        let down = eventually("node-b forgotten by a, c and me", DOWN_BOUND, || async {
+            find_at(&me, "node-b").await.is_none()
+                && me.find_all("node-b").await.is_empty()
+                && seen_by(&to_a, "node-b").await.is_none()
+                && seen_by(&to_c, "node-b").await.is_none()
+        })
+        .await;
+        eprintln!(
+            "kill -9: ask failed in {took:?} ({err}); node-b forgotten everywhere {:?} after the kill \
+             ({down:?} of polling)",
+            killed.elapsed()
+        );
+
+        // The third node (and the seed) keep answering, found afresh and through the old refs.
+        for (node, old) in [(&c, &to_c), (&a, &to_a)] {
+            assert_eq!(find_at(&me, &node.label).await, Some(node.addr));
+            let (at, _) = ping(old, "still here").await.expect("keeps answering");
+            assert_eq!(at, node.addr.to_string());
+        }
+        assert_eq!(seen_by(&to_a, "node-c").await, Some(c.addr));
+        assert_eq!(seen_by(&to_c, "node-a").await, Some(a.addr));
+        me.shutdown().await;
+    });
+    for node in [c, a] {
+        let label = node.label.clone();
+        let status = node
+            .stop(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "{label} left and exited: {status}");
+    }
+}
+
+#[test]
+fn the_cluster_outlives_its_killed_seed() {
+    let mut a = start("seed-a", None);
+    let b = start("seed-b", Some(a.addr));
+    let c = start("seed-c", Some(a.addr));
+    run(async {
+        // Joined through b this time: any member is a seed.
+        let me = join(b.addr).await;
+        // b's own actor and a's (which b synced at its join) are there at once; c's reaches b by
+        // gossip from c or a, so it gets a bounded poll.
+        let to_b = me.find("seed-b").await.expect("b found after the join");
+        assert_eq!(find_at(&me, "seed-a").await, Some(a.addr));
+        eventually("c known through b", Duration::from_secs(5), || async {
+            find_at(&me, "seed-c").await == Some(c.addr)
+        })
+        .await;
+        let to_c = me.find("seed-c").await.expect("c found");
+
+        a.kill();
+        eventually("the seed forgotten by b, c and me", DOWN_BOUND, || async {
+            find_at(&me, "seed-a").await.is_none()
+                && seen_by(&to_b, "seed-a").await.is_none()
+                && seen_by(&to_c, "seed-a").await.is_none()
+        })
+        .await;
+
+        assert_eq!(seen_by(&to_b, "seed-c").await, Some(c.addr));
+        assert_eq!(seen_by(&to_c, "seed-b").await, Some(b.addr));
+        let (at, _) = ping(&to_c, "after the seed").await.expect("c answers");
+        assert_eq!(at, c.addr.to_string());
+        me.shutdown().await;
+    });
+}
