@@ -518,6 +518,23 @@ impl Node {
         let _ = self.foca.add_broadcast(&entry.broadcast_item());
         let _ = self.foca.broadcast(&mut self.fx);
         self.process_effects(now);
+        // foca hands a broadcast to one random member and lets gossip do the rest (~one gossip
+        // interval per hop). A node joining through a seed in that window would not see the change,
+        // so also offer our digest to every live member now: each pulls the newer list at once.
+        let request = self.sync_request(false);
+        let me = self.id().node;
+        let targets: Vec<SocketAddr> = self
+            .live
+            .iter()
+            .filter(|(node, _)| **node != me)
+            .map(|(_, id)| id.addr)
+            .collect();
+        for to in targets {
+            self.outbox.push_back(Transmit {
+                to,
+                payload: request.clone(),
+            });
+        }
         self.settle(now);
     }
 
