@@ -19,18 +19,16 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pulsing::{ActorError as CoreActorError, ActorRef, ActorSystem, Message, PulsingError};
+use pulsing::{ActorRef, ActorSystem, Message, PulsingError, Responder};
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tokio::sync::oneshot;
 
 use crate::errors::to_py_err;
 use crate::native::{NativeRef, NativeStream, NativeSystem};
 use crate::proxy::ReplyHandle;
-
-/// The reply slot of a message delivered to a Python actor.
-pub(crate) type ReplySender = oneshot::Sender<Result<Message, CoreActorError>>;
+use crate::submit::{Job, Submissions};
 
 /// The result of a finished call, converted to Python by [`Hub::drain`].
 pub(crate) enum Outcome {
@@ -56,7 +54,7 @@ enum Event {
     Inbound {
         actor: u64,
         msg: Message,
-        reply: ReplySender,
+        reply: Responder,
     },
 }
 
@@ -71,7 +69,7 @@ pub(crate) struct HubShared {
 impl HubShared {
     fn push(&self, ev: Event) {
         if self.closed.load(Ordering::Acquire) {
-            // Dropping the event drops a reply slot too, which its sender reads as "no reply".
+            // Dropping the event drops a responder too, which answers its asker `Stopped`.
             return;
         }
         self.queue
@@ -90,7 +88,7 @@ impl HubShared {
     }
 
     /// Hands a message to the Python actor registered under `actor`.
-    pub(crate) fn deliver(&self, actor: u64, msg: Message, reply: ReplySender) {
+    pub(crate) fn deliver(&self, actor: u64, msg: Message, reply: Responder) {
         self.push(Event::Inbound { actor, msg, reply });
     }
 }
@@ -98,7 +96,7 @@ impl HubShared {
 /// The bridge between one asyncio loop and the Tokio runtime (see the module docs).
 ///
 /// Python creates it with the callable that receives messages for Python actors, `deliver(actor_id,
-/// msg_type, payload, reply_handle)`, then registers `fileno()` / `drain` with the loop.
+/// msg_type, payload, reply_handle)` (`reply_handle` is `None` for a tell), then registers `fileno()` / `drain` with the loop.
 #[pyclass(frozen, module = "pulsing._pulsing")]
 pub(crate) struct Hub {
     pub(crate) shared: Arc<HubShared>,
@@ -107,6 +105,8 @@ pub(crate) struct Hub {
     // Touched only with the GIL, on the loop thread; the mutex makes the class `Sync`.
     futures: Mutex<HashMap<u64, Py<PyAny>>>,
     next_id: AtomicU64,
+    /// Asks and tells on their way to Tokio (see [`crate::submit`]).
+    submissions: Arc<Submissions>,
 }
 
 impl Hub {
@@ -120,6 +120,12 @@ impl Hub {
         id
     }
 
+    /// Registers `fut` and queues the call `job(id)` that completes it (see [`crate::submit`]).
+    pub(crate) fn submit(&self, fut: Py<PyAny>, job: impl FnOnce(u64) -> Job) {
+        let id = self.register(fut);
+        self.submissions.push(job(id));
+    }
+
     fn resolve(&self, py: Python<'_>, id: u64, outcome: Outcome) -> PyResult<()> {
         let fut = self
             .futures
@@ -128,38 +134,39 @@ impl Hub {
             .remove(&id);
         let Some(fut) = fut else { return Ok(()) };
         let fut = fut.bind(py);
-        // Cancelled by the caller (timeout, task cancelled): the result has nowhere to go.
-        if fut.call_method0("done")?.is_truthy()? {
-            return Ok(());
-        }
-        match outcome_to_py(py, outcome) {
-            Ok(value) => fut.call_method1("set_result", (value,))?,
-            Err(err) => fut.call_method1("set_exception", (err.into_value(py),))?,
+        let set = match outcome_to_py(py, outcome) {
+            Ok(value) => fut.call_method1(intern!(py, "set_result"), (value,)),
+            Err(err) => fut.call_method1(intern!(py, "set_exception"), (err.into_value(py),)),
         };
-        Ok(())
+        match set {
+            Ok(_) => Ok(()),
+            // Cancelled by the caller (timeout, task cancelled): the result has nowhere to go. Asking
+            // `done()` only then keeps one call per result off the common path.
+            Err(_) if fut.call_method0(intern!(py, "done"))?.is_truthy()? => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
-    fn inbound(
-        &self,
-        py: Python<'_>,
-        actor: u64,
-        msg: Message,
-        reply: ReplySender,
-    ) -> PyResult<()> {
+    fn inbound(&self, py: Python<'_>, actor: u64, msg: Message, reply: Responder) -> PyResult<()> {
         match msg {
             Message::Single { msg_type, payload } => {
-                let handle = Py::new(py, ReplyHandle::new(reply))?;
+                // A tell has nobody to answer: Python gets `None` and logs a failing handler itself.
+                let handle = if reply.is_ask() {
+                    Some(Py::new(
+                        py,
+                        ReplyHandle::new(reply, self.submissions.clone()),
+                    )?)
+                } else {
+                    None
+                };
                 let payload = PyBytes::new(py, &payload);
                 self.deliver
                     .bind(py)
                     .call1((actor, msg_type, payload, handle))?;
             }
-            Message::Stream(_) => {
-                let _ = reply.send(Err(CoreActorError::with_type(
-                    "BadMessageError",
-                    "a Python actor takes single messages, not streams",
-                )));
-            }
+            Message::Stream(_) => reply.fail(PulsingError::BadMessage(
+                "a Python actor takes single messages, not streams".into(),
+            )),
         }
         Ok(())
     }
@@ -201,7 +208,8 @@ fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Hub {
-    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`.
+    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`;
+    /// `reply_handle` is `None` for a tell.
     #[new]
     fn py_new(deliver: Py<PyAny>) -> PyResult<Hub> {
         let (reader, writer) = UnixStream::pair()
@@ -211,17 +219,21 @@ impl Hub {
                 PyRuntimeError::new_err(format!("cannot make the socket pair non-blocking: {e}"))
             })?;
         }
+        let shared = Arc::new(HubShared {
+            queue: Mutex::new(Vec::new()),
+            wake_pending: AtomicBool::new(false),
+            writer,
+            closed: AtomicBool::new(false),
+        });
+        let submissions = Arc::new(Submissions::default());
+        crate::runtime::spawn(crate::submit::run(submissions.clone(), shared.clone()));
         Ok(Hub {
-            shared: Arc::new(HubShared {
-                queue: Mutex::new(Vec::new()),
-                wake_pending: AtomicBool::new(false),
-                writer,
-                closed: AtomicBool::new(false),
-            }),
+            shared,
             reader,
             deliver,
             futures: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            submissions,
         })
     }
 
@@ -268,6 +280,7 @@ impl Hub {
     /// and later completions are dropped. Futures still waiting fail with `ActorStoppedError`, so no
     /// caller waits for a result that can no longer come.
     fn close(&self, py: Python<'_>) {
+        self.submissions.close();
         self.shared.closed.store(true, Ordering::Release);
         self.shared
             .queue
@@ -287,5 +300,12 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // A hub dropped without `close` still ends its submission task.
+        self.submissions.close();
     }
 }

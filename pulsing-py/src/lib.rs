@@ -13,7 +13,8 @@
 //! - messages from the core system (other nodes, core refs) reach it through [`proxy::PyProxy`] and
 //!   the hub, in batches;
 //! - every call that can wait runs on the module's Tokio runtime ([`runtime`]) and completes an asyncio
-//!   future through the hub: one wake-up of the loop for many completions.
+//!   future through the hub: one wake-up of the loop for many completions; asks and tells also go in
+//!   in batches ([`submit`]): one wake-up of Tokio for many calls.
 //!
 //! Unix only: the hub wakes the loop through a socket pair.
 //!
@@ -38,6 +39,7 @@ mod hub;
 mod native;
 mod proxy;
 mod runtime;
+mod submit;
 
 pyo3::import_exception!(pulsing.exceptions, PulsingError);
 pyo3::import_exception!(pulsing.exceptions, ActorNotFoundError);

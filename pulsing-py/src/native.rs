@@ -2,9 +2,10 @@
 //! [`build_system`].
 //!
 //! Every call that can wait follows one pattern: Python passes the hub and an asyncio future, the call
-//! registers the future, spawns the Rust future on the module's runtime and returns at once; the
-//! result comes back through [`Hub::drain`](crate::hub::Hub). So no call blocks the loop and none holds
-//! the GIL while it waits. The Pythonic API lives in `pulsing/actor.py`.
+//! registers the future, starts the Rust future on the module's runtime and returns at once; the
+//! result comes back through [`Hub::drain`](crate::hub::Hub). Asks and tells, the hot path, are queued
+//! and started in batches (see [`crate::submit`]); the rest are spawned directly. So no call blocks the
+//! loop and none holds the GIL while it waits. The Pythonic API lives in `pulsing/actor.py`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use pyo3::prelude::*;
 use crate::hub::{Hub, Outcome};
 use crate::proxy::PyProxy;
 use crate::runtime::spawn;
+use crate::submit::Job;
 
 /// Converts a timeout in seconds from Python.
 pub(crate) fn seconds(value: f64) -> PyResult<Duration> {
@@ -225,13 +227,11 @@ impl NativeRef {
     ) -> PyResult<()> {
         let timeout = seconds(timeout)?;
         let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
-        let target = self.inner.clone();
-        spawn(async move {
-            let reply = target.ask_with_timeout(msg, timeout).await;
-            shared.complete(id, Outcome::Reply(reply, timeout));
+        hub.get().submit(fut, |id| Job::Ask {
+            id,
+            target: self.inner.clone(),
+            msg,
+            timeout,
         });
         Ok(())
     }
@@ -240,12 +240,10 @@ impl NativeRef {
     /// once it is queued (or with the error that kept it from being queued).
     fn tell(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, msg_type: String, payload: &[u8]) {
         let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
-        let target = self.inner.clone();
-        spawn(async move {
-            shared.complete(id, Outcome::Unit(target.tell(msg).await));
+        hub.get().submit(fut, |id| Job::Tell {
+            id,
+            target: self.inner.clone(),
+            msg,
         });
     }
 

@@ -1,23 +1,26 @@
 //! The Rust face of a Python actor: [`PyProxy`], the core actor registered under the Python actor's
 //! name, and the [`ReplyHandle`] / [`StreamWriter`] through which Python answers it.
 //!
-//! The proxy owns no state. Each message it receives (from another node, or from a Rust or Python
-//! caller holding a core ref) goes to the hub with a reply slot; the hub puts it in the Python actor's
-//! one mailbox on the asyncio loop, so messages from every source are handled in one order. The proxy
-//! waits for the reply (bounded by the system's ask timeout) before taking its next message.
+//! The proxy owns no state and never waits. It sets [`Actor::FORWARDS`]: each message it gets (from
+//! another node, or from a Rust or Python caller holding a core ref) goes to the hub together with its
+//! [`Responder`], and the proxy takes the next message at once. The hub puts the messages, many per
+//! wake-up, in the Python actor's one mailbox on the asyncio loop, which keeps messages from every
+//! source in one order and handles them one at a time; the reply goes straight back through the
+//! responder. Nothing here bounds how long Python takes: the asker's own ask timeout does, and if the
+//! Python side drops the reply slot (its system shut down, its loop closed) the asker gets `Stopped`.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pulsing::{
-    Actor, ActorError as CoreActorError, Context, Message, MessageStream, PulsingError,
+    Actor, ActorError as CoreActorError, Context, Message, MessageStream, PulsingError, Responder,
     StreamSender,
 };
 use pyo3::prelude::*;
-use tokio::sync::oneshot;
 
-use crate::hub::{Hub, HubShared, Outcome, ReplySender};
+use crate::hub::{Hub, HubShared, Outcome};
 use crate::runtime::spawn;
+use crate::submit::{Job, Submissions};
 
 /// The core actor standing for the Python actor `actor` (see the module docs).
 pub(crate) struct PyProxy {
@@ -32,46 +35,53 @@ impl PyProxy {
 }
 
 impl Actor for PyProxy {
+    const FORWARDS: bool = true;
+
+    /// Never called: the proxy forwards (see [`Actor::FORWARDS`]).
     async fn receive(
         &mut self,
-        msg: Message,
-        ctx: &mut Context,
+        _msg: Message,
+        _ctx: &mut Context,
     ) -> Result<Message, CoreActorError> {
-        let (tx, rx) = oneshot::channel();
-        self.hub.deliver(self.actor, msg, tx);
-        let bound = ctx.system().ask_timeout();
-        match tokio::time::timeout(bound, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(CoreActorError::with_type(
-                "ActorStoppedError",
-                "the Python actor is gone (its system shut down or its loop closed)",
-            )),
-            Err(_) => Err(CoreActorError::with_type(
-                "AskTimeoutError",
-                format!("the Python handler did not answer within {bound:?}"),
-            )),
-        }
+        Err(CoreActorError::new(
+            "the Python proxy forwards its messages",
+        ))
+    }
+
+    fn forward(&mut self, msg: Message, reply: Responder, _ctx: &mut Context) {
+        self.hub.deliver(self.actor, msg, reply);
     }
 }
 
 /// Where a Python actor puts its reply to a message that came through the core system. Answer once:
 /// later answers are ignored. Dropping it unanswered tells the sender the actor is gone.
+///
+/// The answer goes to Tokio through the hub's submission queue (see [`crate::submit`]), so the answers
+/// of one loop iteration cost one wake-up of Tokio, not one each.
 #[pyclass(frozen, module = "pulsing._pulsing")]
 pub(crate) struct ReplyHandle {
-    slot: Mutex<Option<ReplySender>>,
+    slot: Mutex<Option<Responder>>,
+    out: Arc<Submissions>,
 }
 
 impl ReplyHandle {
-    pub(crate) fn new(reply: ReplySender) -> ReplyHandle {
+    pub(crate) fn new(reply: Responder, out: Arc<Submissions>) -> ReplyHandle {
         ReplyHandle {
             slot: Mutex::new(Some(reply)),
+            out,
         }
     }
 
     fn answer(&self, reply: Result<Message, CoreActorError>) -> bool {
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // A send error means the caller gave up; the reply has nowhere to go.
-        slot.is_some_and(|tx| tx.send(reply).is_ok())
+        slot.is_some_and(|r| {
+            // A closed slot means the caller gave up; the reply has nowhere to go.
+            if r.is_closed() {
+                return false;
+            }
+            self.out.push(Job::Answer(r, reply));
+            true
+        })
     }
 }
 
@@ -93,6 +103,17 @@ impl ReplyHandle {
             None => CoreActorError::new(message),
         };
         self.answer(Err(err))
+    }
+
+    /// Refuses the message because the Python actor's mailbox is full: the sender gets
+    /// `MailboxFullError` (the message was not handled).
+    fn full(&self, message: String) -> bool {
+        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        slot.is_some_and(|r| {
+            let waiting = !r.is_closed();
+            r.fail(PulsingError::MailboxFull(message));
+            waiting
+        })
     }
 
     /// Answers with a stream holding at most `capacity` unread items, and returns its writer.

@@ -11,8 +11,14 @@ use tokio::runtime::{Builder, Runtime};
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
-/// The module's runtime: multi-threaded with two workers (the machines Pulsing targets have few
-/// cores, and the Python thread is busy too), timers and IO enabled. Started on first use.
+/// The module's runtime: multi-threaded with one worker by default, timers and IO enabled. Started on
+/// first use. `PULSING_TOKIO_WORKERS=n` (read once, at start) sets another worker count.
+///
+/// Why one: the machines Pulsing targets have few cores and the Python thread is busy too. A second
+/// worker mostly adds cross-thread wake-ups (a task woken on one worker gets stolen by the other,
+/// which was parked), and on a virtual machine each wake-up of a parked thread costs tens of
+/// microseconds; measured with `examples/python/bench.py` on 2 cores, one worker was faster both for
+/// sequential calls and with 100 in flight.
 ///
 /// # Panics
 ///
@@ -20,7 +26,13 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 pub(crate) fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(
+                std::env::var("PULSING_TOKIO_WORKERS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .unwrap_or(1),
+            )
             .thread_name("pulsing-tokio")
             .enable_all()
             .build()

@@ -15,6 +15,7 @@ from pulsing.actor import (
     ActorStoppedError,
     ActorSystem,
     AskTimeoutError,
+    MailboxFullError,
     Message,
     PulsingError,
     SystemConfig,
@@ -118,6 +119,31 @@ def test_raw_messages_through_the_core() -> None:
         await ref.tell(Message.single("event", b""))
 
     run(test)
+
+
+def test_core_callers_in_flight_are_handled_in_order() -> None:
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Counter(), "c", public=True)
+        ref = await core_ref(system, "c")
+        # The proxy hands messages over without waiting for replies: many are in flight at once.
+        values = await asyncio.gather(*[ref.increment(1) for _ in range(300)])
+        assert sorted(values) == list(range(1, 301))
+        assert await ref.increment(0) == 300
+
+    run(test)
+
+
+def test_a_full_mailbox_refuses_core_callers() -> None:
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Counter(), "c", public=True)
+        ref = await core_ref(system, "c")
+        calls = [asyncio.ensure_future(ref.slow(0.2)) for _ in range(12)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        done = [r for r in results if r == "done"]
+        full = [r for r in results if isinstance(r, MailboxFullError)]
+        assert done and full and len(done) + len(full) == len(results)
+
+    run(test, SystemConfig.standalone().with_mailbox_capacity(4))
 
 
 def test_core_ask_times_out() -> None:

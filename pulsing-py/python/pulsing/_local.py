@@ -246,7 +246,17 @@ class LocalActor:
     def deliver(self, msg_type: str, payload: bytes, reply: Any) -> None:
         """Queues a message from the core system (called by the hub's drain, on the loop)."""
         if self.stopped:
-            reply.error("ActorStoppedError", f"actor {self.name} stopped")
+            if reply is not None:
+                reply.error("ActorStoppedError", f"actor {self.name} stopped")
+            return
+        if len(self.queue) >= self.capacity:
+            # The core hands messages over without waiting for their replies, so this is where a
+            # flood from other nodes meets the mailbox's bound: refuse rather than queue without end.
+            what = f"mailbox of actor {self.name} is full; the message was not delivered"
+            if reply is None:
+                log.warning("actor %s: a told %r was dropped: %s", self.name, msg_type, what)
+            else:
+                reply.full(what)
             return
         self.queue.append((msg_type, payload, reply))
         if not self.busy:

@@ -31,7 +31,9 @@ _Fut = asyncio.Future[typing.Any]
 class Hub:
     """Carries results and inbound messages from Tokio to one asyncio loop, in batches."""
 
-    def __init__(self, deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle], None]) -> None: ...
+    def __init__(
+        self, deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle | None], None]
+    ) -> None: ...
     def fileno(self) -> int:
         """The descriptor the loop watches with ``add_reader``."""
     def drain(self) -> None:
@@ -111,6 +113,8 @@ class ReplyHandle:
         """Answers with a single message."""
     def error(self, type_name: str | None, message: str) -> bool:
         """Answers with a handler error."""
+    def full(self, message: str) -> bool:
+        """Refuses the message: the sender gets MailboxFullError."""
     def stream(self, capacity: int = 32) -> StreamWriter:
         """Answers with a stream and returns its writer."""
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -173,20 +173,48 @@ def as_actor(cls: type[_T]) -> type[_T]:
 
 
 class _Call:
-    """A method call on a ref: ``await`` it for the value, or ``async for`` over a streamed reply."""
+    """A method call on a ref: ``await`` it for the value, or ``async for`` over a streamed reply.
 
-    __slots__ = ("_ref", "_name", "_payload")
+    It is also a coroutine (``send``/``throw``/``close``), so ``asyncio.gather`` and
+    ``create_task`` run it as it is instead of wrapping it in one more coroutine. Nothing is sent
+    until it is awaited or iterated.
+    """
+
+    __slots__ = ("_ref", "_name", "_payload", "_coro")
 
     def __init__(self, ref: ActorRef, name: str, payload: bytes) -> None:
         self._ref = ref
         self._name = name
         self._payload = payload
+        self._coro: Any = None
+
+    def _start(self) -> Any:
+        coro = self._coro
+        if coro is None:
+            coro = self._coro = self._ref._invoke(self._name, self._payload)
+        return coro
 
     def __await__(self) -> Any:
-        return self._ref._invoke(self._name, self._payload).__await__()
+        return self._start().__await__()
+
+    def send(self, value: Any) -> Any:
+        """Coroutine protocol: runs the call (see :meth:`__await__`)."""
+        return self._start().send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        """Coroutine protocol: raises ``exc`` inside the running call."""
+        return self._start().throw(*exc)
+
+    def close(self) -> None:
+        """Coroutine protocol: abandons the call."""
+        if self._coro is not None:
+            self._coro.close()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._ref._invoke_stream(self._name, self._payload)
+
+
+Coroutine.register(_Call)
 
 
 class _Method:
@@ -331,6 +359,17 @@ class ActorRef:
         return Message("", b"", _items=_native_items(system, reply))
 
     async def _invoke(self, name: str, payload: bytes) -> Any:
+        if self._local is None:
+            # The hot path of a remote method call, flat: no `Message` for a single reply.
+            system = self._system
+            if system._closed:
+                raise ActorStoppedError("the actor system is shut down")
+            fut = system._loop.create_future()
+            self._core().ask(system._hub, fut, name, payload, system._ask_timeout)
+            reply = await fut
+            if type(reply) is tuple:
+                return _codec.decode_value(reply[1])
+            return _decoded_items(Message("", b"", _items=_native_items(system, reply)))
         reply = await self._ask(name, payload, self._system._ask_timeout)
         if reply._items is not None:
             return _decoded_items(reply)
@@ -408,7 +447,8 @@ class ActorSystem:
     def _deliver(self, actor_id: int, msg_type: str, payload: bytes, reply: Any) -> None:
         local = self._by_id.get(actor_id)
         if local is None:
-            reply.error("ActorStoppedError", "the Python actor is gone")
+            if reply is not None:
+                reply.error("ActorStoppedError", "the Python actor is gone")
         else:
             local.deliver(msg_type, payload, reply)
 
