@@ -23,6 +23,7 @@
 //! | request `msg_type` | reply payload |
 //! |---|---|
 //! | `find` | payload: an actor name; the address of the node `find` on this node returns for it (this node's own address for a local actor), empty if none |
+//! | `burn` | payload: milliseconds as decimal text; the handler spins on its worker thread that long without awaiting (actor code at 100% CPU), then echoes |
 //! | anything else | the request's payload (an echo) |
 
 use std::io::{Read as _, Write as _};
@@ -47,6 +48,14 @@ impl Actor for Where {
                 None => String::new(),
             };
             return Ok(Message::single(self.addr.clone(), found));
+        }
+        if msg_type == "burn" {
+            let ms: u64 = std::str::from_utf8(&payload)?.parse()?;
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+            let mut x = 0u64;
+            while std::time::Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
         }
         Ok(Message::single(self.addr.clone(), payload))
     }

@@ -253,3 +253,43 @@ fn the_cluster_outlives_its_killed_seed() {
         me.shutdown().await;
     });
 }
+
+#[test]
+fn a_node_busy_at_full_cpu_is_not_declared_down() {
+    let a = start("busy-a", None);
+    let b = start("busy-b", Some(a.addr));
+    run(async {
+        let me = join(a.addr).await;
+        let to_a = me.find("busy-a").await.expect("a found");
+        let to_b = me.find("busy-b").await.expect("b found");
+        // b's actor spins one of b's worker threads for 8 s: longer than the probe period, the
+        // probe timeout and the suspicion timeout together.
+        let burn = Duration::from_secs(8);
+        to_b.tell(Message::single("burn", burn.as_millis().to_string()))
+            .await
+            .expect("burn queued");
+        let start = Instant::now();
+        while start.elapsed() < burn + Duration::from_secs(1) {
+            assert_eq!(
+                find_at(&me, "busy-b").await,
+                Some(b.addr),
+                "b forgotten {:?} into its busy spell",
+                start.elapsed()
+            );
+            assert_eq!(
+                seen_by(&to_a, "busy-b").await,
+                Some(b.addr),
+                "the seed forgot b {:?} into its busy spell",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let down: Vec<_> = me
+            .members()
+            .into_iter()
+            .filter(|m| m.addr == b.addr && m.state != pulsing::MemberState::Alive)
+            .collect();
+        assert!(down.is_empty(), "b is not alive here: {down:?}");
+        me.shutdown().await;
+    });
+}
