@@ -261,6 +261,11 @@ fn a_node_busy_at_full_cpu_is_not_declared_down() {
     run(async {
         let me = join(a.addr).await;
         let to_a = me.find("busy-a").await.expect("a found");
+        // b's registration may still be on its way to the seed (see the first test).
+        eventually("b known", Duration::from_secs(5), || async {
+            find_at(&me, "busy-b").await == Some(b.addr)
+        })
+        .await;
         let to_b = me.find("busy-b").await.expect("b found");
         // b's actor spins one of b's worker threads for 8 s: longer than the probe period, the
         // probe timeout and the suspicion timeout together.
