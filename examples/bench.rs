@@ -14,7 +14,9 @@
 //! - `remote` (`--transport http`): two actor systems in this process, each with its own HTTP
 //!   transport on 127.0.0.1 (a real TCP connection over loopback, HTTP/2 from the caller). By default
 //!   (`--runtime split`) each system runs on its own single-threaded Tokio runtime on its own OS
-//!   thread, as two nodes on two cores would; `--runtime multi|current` shares one runtime. Scenarios: `remote_ask` (sequential asks: ops/s, p50, p99), `remote_ask_concurrent`
+//!   thread, as two nodes on two cores would; `--runtime multi|current` shares one runtime;
+//!   `--runtime process` runs the serving node in a second OS process, each process on a
+//!   multi-thread runtime (as two nodes deploy). Scenarios: `remote_ask` (sequential asks: ops/s, p50, p99), `remote_ask_concurrent`
 //!   (64 asks in flight: ops/s, p50, p99), `remote_tell` (tells by one sender, each awaited until the
 //!   remote mailbox took it: msgs/s) and `remote_stream` (one streamed reply: items/s).
 //!
@@ -152,7 +154,7 @@ mod remote;
 
 fn main() {
     let args = parse_args();
-    if args.scenario.starts_with("remote") {
+    if args.scenario.starts_with("remote") || args.scenario == "__serve" {
         if args.transport != "http" {
             eprintln!("unknown transport {}; available: http", args.transport);
             std::process::exit(2);

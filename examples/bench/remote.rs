@@ -242,6 +242,12 @@ fn runtime(kind: &str) -> tokio::runtime::Runtime {
 /// runtime of that kind.
 pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
     let _ = RUNTIME.set(runtime_kind.to_owned());
+    if which == "__serve" {
+        return serve_process();
+    }
+    if runtime_kind == "process" {
+        return client_process(which, ops);
+    }
     if runtime_kind != "split" {
         runtime(runtime_kind).block_on(async {
             let server = node().await;
@@ -278,4 +284,58 @@ pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
     });
     let _ = stop_tx.send(());
     server.join().expect("server thread");
+}
+
+/// The server half of `--runtime process`: a node on a multi-thread runtime, in its own OS process;
+/// prints its address, serves until standard input closes.
+fn serve_process() {
+    runtime("multi").block_on(async {
+        let server = node().await;
+        spawn_server_actors(&server).await;
+        println!("{}", server.addr().expect("server serves"));
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin()
+                .read_line(&mut sink)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+        })
+        .await;
+        server.shutdown().await;
+    });
+}
+
+/// `--runtime process`: two OS processes, each with a multi-thread runtime, as two nodes run.
+fn client_process(which: &str, ops: usize) {
+    use std::io::BufRead as _;
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--scenario",
+            "__serve",
+            "--transport",
+            "http",
+            "--runtime",
+            "multi",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("server address");
+    let addr: SocketAddr = line.trim().parse().expect("server prints its address");
+    runtime("multi").block_on(async {
+        let client = node().await;
+        let (c, w) = (client.clone(), which.to_owned());
+        tokio::spawn(async move { run_client(&c, addr, &w, ops).await })
+            .await
+            .expect("bench task");
+        client.shutdown().await;
+    });
+    drop(child.stdin.take());
+    let _ = child.wait();
 }

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
 use pulsing_core::{MessageStream, PulsingError};
@@ -100,6 +100,11 @@ impl Body for WireBody {
     }
 }
 
+/// Stream frames that are ready together are sent in one DATA chunk up to this size: a burst of small
+/// items then costs one HTTP/2 frame rather than one each (a peer's h2 refuses a flood of tiny DATA
+/// frames that its reader has not consumed yet: `ENHANCE_YOUR_CALM`, "too_many_data_frames").
+const BATCH: usize = 16 * 1024;
+
 impl StreamBody {
     fn poll_frame(
         &mut self,
@@ -114,31 +119,57 @@ impl StreamBody {
                 self.state = StreamState::Done;
                 data(codec::encode_frame(&StreamFrame::End).head)
             }
-            StreamState::Items => match Pin::new(&mut self.items).poll_next(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Some(Ok(msg))) => {
-                    let frame = match msg.into_single() {
-                        Ok((msg_type, payload)) => {
-                            StreamFrame::Item(Envelope { msg_type, payload })
-                        }
-                        Err(e) => {
-                            self.state = StreamState::End;
-                            error_frame(&e)
-                        }
-                    };
-                    let enc = codec::encode_frame(&frame);
-                    self.pending = (!enc.payload.is_empty()).then_some(enc.payload);
-                    data(enc.head)
-                }
+            StreamState::Items => self.poll_items(cx),
+        }
+    }
+
+    /// The frames of the items ready now: small ones batched into one chunk, a large payload sent as
+    /// its own chunk after its head (no copy).
+    fn poll_items(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let mut batch = BytesMut::new();
+        while batch.len() < BATCH {
+            let enc = match Pin::new(&mut self.items).poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(msg))) => match msg.into_single() {
+                    Ok((msg_type, payload)) => {
+                        codec::encode_frame(&StreamFrame::Item(Envelope { msg_type, payload }))
+                    }
+                    Err(e) => {
+                        self.state = StreamState::End;
+                        codec::encode_frame(&error_frame(&e))
+                    }
+                },
                 Poll::Ready(Some(Err(e))) => {
                     self.state = StreamState::End;
-                    data(codec::encode_frame(&error_frame(&e)).head)
+                    codec::encode_frame(&error_frame(&e))
                 }
                 Poll::Ready(None) => {
                     self.state = StreamState::Done;
-                    data(codec::encode_frame(&StreamFrame::End).head)
+                    codec::encode_frame(&StreamFrame::End)
                 }
-            },
+            };
+            if !enc.payload.is_empty() {
+                // A large payload: whatever was batched, then its head, then the payload itself.
+                if batch.is_empty() {
+                    self.pending = Some(enc.payload);
+                    return data(enc.head);
+                }
+                batch.extend_from_slice(&enc.head);
+                self.pending = Some(enc.payload);
+                return data(batch.freeze());
+            }
+            batch.extend_from_slice(&enc.head);
+            if self.state != StreamState::Items {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            Poll::Pending
+        } else {
+            data(batch.freeze())
         }
     }
 }

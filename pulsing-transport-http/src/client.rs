@@ -14,52 +14,80 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::{Bytes, BytesMut};
+use h2::client::SendRequest;
+use h2::RecvStream;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use pulsing_core::{Message, MessageStream, PulsingError, RemoteTarget, StreamSender};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::WireBody;
-use crate::codec::{self, FrameDecoder, Reply, StreamFrame};
+use crate::codec::{self, Encoded, FrameDecoder, Reply, StreamFrame};
 use crate::config::HttpConfig;
 use crate::protocol::{self, Mode};
 use crate::server::{CONNECTION_WINDOW, STREAM_WINDOW};
 
-type Sender = http2::SendRequest<WireBody>;
-
 /// Items buffered between the task reading a streamed reply and its consumer.
 const STREAM_BUFFER: usize = 32;
 
+/// Largest DATA chunk handed to h2 at once (h2 refuses a single chunk over 2^31 - 1 bytes).
+const MAX_CHUNK: usize = 16 * 1024 * 1024;
+
 /// The pooled HTTP/2 client of one transport.
+///
+/// It speaks HTTP/2 through the `h2` crate directly rather than hyper's client wrapper: the caller
+/// queues the request's HEADERS and DATA itself, so both leave in one write, and awaits the response
+/// on its own task (hyper's wrapper hands each request to a dispatch task and a per-request task,
+/// which cost two extra wake-ups and a second write per request).
 pub(crate) struct Client {
     config: HttpConfig,
     peers: Mutex<HashMap<SocketAddr, Arc<Peer>>>,
     shutdown: CancellationToken,
 }
 
+/// One pooled HTTP/2 connection.
+#[derive(Clone)]
+struct Conn {
+    send: SendRequest<Bytes>,
+    /// Set when the connection's task ended or a request found the connection closed.
+    closed: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
 /// The connections to one peer address.
-#[derive(Default)]
 struct Peer {
-    conns: Mutex<Vec<Sender>>,
+    /// `ip:port` as the `:authority` of every request to this peer.
+    authority: Authority,
+    conns: Mutex<Vec<Conn>>,
     next: AtomicUsize,
     /// Held while a connection is being opened, so concurrent callers open one, not many.
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl Peer {
+    fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            authority: Authority::try_from(addr.to_string()).expect("ip:port is an authority"),
+            conns: Mutex::default(),
+            next: AtomicUsize::new(0),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Drops closed connections; returns how many are live and one of them, round-robin.
-    fn pick(&self) -> (usize, Option<Sender>) {
+    fn pick(&self) -> (usize, Option<Conn>) {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         conns.retain(|c| !c.is_closed());
         if conns.is_empty() {
@@ -68,6 +96,74 @@ impl Peer {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len();
         (conns.len(), Some(conns[i].clone()))
     }
+}
+
+/// A request ready to go: its head (rebuilt for a resend, as h2 consumes it) and its body.
+struct Outgoing {
+    path: PathAndQuery,
+    headers: HeaderMap,
+    body: Encoded,
+}
+
+impl Outgoing {
+    fn new(
+        path: &str,
+        content_type: &'static str,
+        body: Encoded,
+    ) -> Result<Outgoing, PulsingError> {
+        let path = PathAndQuery::try_from(path)
+            .map_err(|e| PulsingError::BadMessage(format!("request path {path:?}: {e}")))?;
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // As hyper's client does: lets the server refuse an oversized body before reading it.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
+        Ok(Outgoing {
+            path,
+            headers,
+            body,
+        })
+    }
+
+    fn head(&self, authority: &Authority) -> Request<()> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(self.path.clone());
+        let mut req = Request::new(());
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+
+    /// Queues HEADERS and every DATA frame on `conn` without waiting: h2 buffers what the flow-control
+    /// window does not yet allow, and the connection task writes HEADERS and DATA in one go.
+    ///
+    /// An `Err` means the request was not queued (the connection was found closed): nothing left.
+    fn start(&self, conn: &Conn, authority: &Authority) -> Result<Started, h2::Error> {
+        let mut send = conn.send.clone();
+        let mut left = self.body.len();
+        let (response, mut stream) = send.send_request(self.head(authority), left == 0)?;
+        for chunk in [&self.body.head, &self.body.payload] {
+            let mut rest = chunk.clone();
+            while !rest.is_empty() {
+                let piece = rest.split_to(rest.len().min(MAX_CHUNK));
+                left -= piece.len();
+                if let Err(e) = stream.send_data(piece, left == 0) {
+                    return Ok(Started::Broken(e));
+                }
+            }
+        }
+        Ok(Started::Queued(response))
+    }
+}
+
+/// A request handed to a connection.
+enum Started {
+    /// Queued whole; the response is awaited here.
+    Queued(h2::client::ResponseFuture),
+    /// The headers were queued but the body could not be: the stream or connection broke meanwhile.
+    Broken(h2::Error),
 }
 
 /// A call's time: when it must end, and the timeout it was given (for the error).
@@ -113,26 +209,33 @@ impl Client {
 
     fn peer(&self, addr: SocketAddr) -> Arc<Peer> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.entry(addr).or_default().clone()
+        peers
+            .entry(addr)
+            .or_insert_with(|| Arc::new(Peer::new(addr)))
+            .clone()
     }
 
     /// A connection to `addr`: a pooled one, or a new one while the pool is below its size.
-    async fn sender(&self, addr: SocketAddr, budget: Budget) -> Result<Sender, PulsingError> {
+    async fn conn(
+        &self,
+        peer: &Peer,
+        addr: SocketAddr,
+        budget: Budget,
+    ) -> Result<Conn, PulsingError> {
         if self.shutdown.is_cancelled() {
             return Err(PulsingError::SystemShutdown);
         }
-        let peer = self.peer(addr);
         let (live, pick) = peer.pick();
         if live >= self.config.connections_per_peer {
-            if let Some(s) = pick {
-                return Ok(s);
+            if let Some(c) = pick {
+                return Ok(c);
             }
         }
         let _guard = match peer.connecting.try_lock() {
             Ok(g) => g,
             Err(_) => match pick {
                 // Someone is opening another connection; use a live one meanwhile.
-                Some(s) => return Ok(s),
+                Some(c) => return Ok(c),
                 None => tokio::time::timeout_at(budget.deadline, peer.connecting.lock())
                     .await
                     .map_err(|_| budget.expired())?,
@@ -140,24 +243,24 @@ impl Client {
         };
         let (live, pick) = peer.pick();
         if live >= self.config.connections_per_peer {
-            if let Some(s) = pick {
-                return Ok(s);
+            if let Some(c) = pick {
+                return Ok(c);
             }
         }
         match self.connect(addr, budget).await {
-            Ok(s) => {
+            Ok(c) => {
                 peer.conns
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(s.clone());
-                Ok(s)
+                    .push(c.clone());
+                Ok(c)
             }
             // An extra connection failed but one still works: use it.
             Err(e) => pick.ok_or(e),
         }
     }
 
-    async fn connect(&self, addr: SocketAddr, budget: Budget) -> Result<Sender, PulsingError> {
+    async fn connect(&self, addr: SocketAddr, budget: Budget) -> Result<Conn, PulsingError> {
         let now = Instant::now();
         let by_connect = now + self.config.connect_timeout;
         let stream = match tokio::time::timeout_at(
@@ -185,16 +288,15 @@ impl Client {
             Err(_) => return Err(budget.expired()),
         };
         let _ = stream.set_nodelay(true);
-        let mut builder = http2::Builder::new(TokioExecutor::new());
+        let mut builder = h2::client::Builder::new();
         builder
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_send_buf_size(1024 * 1024);
-        let (sender, conn) =
-            match tokio::time::timeout_at(budget.deadline, builder.handshake(TokioIo::new(stream)))
-                .await
-            {
+            .max_send_buffer_size(1024 * 1024)
+            .max_header_list_size(64 * 1024)
+            .enable_push(false);
+        let (send, conn) =
+            match tokio::time::timeout_at(budget.deadline, builder.handshake(stream)).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => {
                     return Err(unreachable(
@@ -204,7 +306,8 @@ impl Client {
                 }
                 Err(_) => return Err(budget.expired()),
             };
-        let shutdown = self.shutdown.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let (shutdown, ended) = (self.shutdown.clone(), closed.clone());
         tokio::spawn(async move {
             tokio::select! {
                 r = conn => if let Err(e) = r {
@@ -212,55 +315,37 @@ impl Client {
                 },
                 _ = shutdown.cancelled() => {}
             }
+            ended.store(true, Ordering::Relaxed);
         });
-        Ok(sender)
+        Ok(Conn { send, closed })
     }
 
-    /// Sends `req` (resending once only if it came back unsent) and waits for the response head.
+    /// Sends `req` (resending once only if the connection refused it unsent) and waits for the
+    /// response head.
     async fn send(
         &self,
         addr: SocketAddr,
-        req: Request<WireBody>,
+        req: &Outgoing,
         budget: Budget,
-    ) -> Result<Response<Incoming>, PulsingError> {
-        let mut sender = self.sender(addr, budget).await?;
-        let err = match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(resp),
-            Err(mut e) => match e.take_message() {
-                Some(req) => req,
-                None => return Err(lost(addr, e.error())),
-            },
-        };
-        // Handed back unsent: the connection closed under us. One more try on a fresh connection.
-        let mut sender = self.sender(addr, budget).await?;
-        sender.try_send_request(err).await.map_err(|e| {
-            if e.message().is_some() {
-                unreachable(addr, format!("{}; the message was not sent", e.error()))
-            } else {
-                lost(addr, e.error())
+    ) -> Result<Response<RecvStream>, PulsingError> {
+        let peer = self.peer(addr);
+        let conn = self.conn(&peer, addr, budget).await?;
+        let started = match req.start(&conn, &peer.authority) {
+            Ok(s) => s,
+            Err(_) => {
+                // Found closed before the request was queued: one more try on a fresh connection.
+                conn.closed.store(true, Ordering::Relaxed);
+                let conn = self.conn(&peer, addr, budget).await?;
+                req.start(&conn, &peer.authority).map_err(|e| {
+                    conn.closed.store(true, Ordering::Relaxed);
+                    unreachable(addr, format!("{e}; the message was not sent"))
+                })?
             }
-        })
-    }
-
-    fn request(
-        &self,
-        uri_path: &str,
-        target_addr: SocketAddr,
-        body: WireBody,
-        content_type: &'static str,
-    ) -> Result<Request<WireBody>, PulsingError> {
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(target_addr.to_string())
-            .path_and_query(uri_path)
-            .build()
-            .map_err(|e| PulsingError::BadMessage(format!("request URI: {e}")))?;
-        let mut req = Request::new(body);
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri;
-        req.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        Ok(req)
+        };
+        match started {
+            Started::Queued(response) => response.await.map_err(|e| lost(addr, &e)),
+            Started::Broken(e) => Err(lost(addr, &e)),
+        }
     }
 
     fn actor_request(
@@ -269,16 +354,16 @@ impl Client {
         msg: Message,
         mode: Mode,
         budget: Budget,
-    ) -> Result<Request<WireBody>, PulsingError> {
+    ) -> Result<Outgoing, PulsingError> {
         let (msg_type, payload) = msg.into_single().map_err(|_| {
             PulsingError::BadMessage(
                 "a streamed request cannot be sent over HTTP; send single messages".into(),
             )
         })?;
         let path = format!("{}{}", protocol::ACTOR_PREFIX, target.name);
-        let body = WireBody::encoded(codec::encode_envelope(&msg_type, &payload));
-        let mut req = self.request(&path, target.addr, body, protocol::MSGPACK)?;
-        let headers = req.headers_mut();
+        let body = codec::encode_envelope(&msg_type, &payload);
+        let mut req = Outgoing::new(&path, protocol::MSGPACK, body)?;
+        let headers = &mut req.headers;
         let remaining = budget.deadline.saturating_duration_since(Instant::now());
         if let Ok(v) = HeaderValue::from_str(&protocol::timeout_header(remaining)) {
             headers.insert(protocol::HEADER_TIMEOUT_MS, v);
@@ -304,7 +389,7 @@ impl Client {
         let budget = Budget::new(timeout);
         let call = async {
             let req = self.actor_request(target, msg, Mode::Ask, budget)?;
-            let resp = self.send(target.addr, req, budget).await?;
+            let resp = self.send(target.addr, &req, budget).await?;
             let is_stream = resp
                 .headers()
                 .get(CONTENT_TYPE)
@@ -342,7 +427,7 @@ impl Client {
         let budget = Budget::new(timeout);
         let call = async {
             let req = self.actor_request(target, msg, Mode::Tell, budget)?;
-            let resp = self.send(target.addr, req, budget).await?;
+            let resp = self.send(target.addr, &req, budget).await?;
             let status = resp.status();
             if status == StatusCode::ACCEPTED {
                 return Ok(());
@@ -365,18 +450,17 @@ impl Client {
     ) -> Result<Bytes, PulsingError> {
         let budget = Budget::new(timeout);
         let call = async {
-            let mut req = self.request(
-                protocol::GOSSIP_PATH,
-                to,
-                WireBody::bytes(packet),
-                protocol::OCTET_STREAM,
-            )?;
+            let body = Encoded {
+                head: packet,
+                payload: Bytes::new(),
+            };
+            let mut req = Outgoing::new(protocol::GOSSIP_PATH, protocol::OCTET_STREAM, body)?;
             if let Some(from) = from {
                 if let Ok(v) = HeaderValue::from_str(&from.to_string()) {
-                    req.headers_mut().insert(protocol::HEADER_FROM, v);
+                    req.headers.insert(protocol::HEADER_FROM, v);
                 }
             }
-            let resp = self.send(to, req, budget).await?;
+            let resp = self.send(to, &req, budget).await?;
             let status = resp.status();
             let body = self.read_body(resp, to).await?;
             if status == StatusCode::OK {
@@ -390,26 +474,59 @@ impl Client {
             .unwrap_or_else(|_| Err(budget.expired()))
     }
 
+    /// Reads a reply body whole, at most `max_message_size` bytes (refused from `content-length`
+    /// before reading when it announces more).
     async fn read_body(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<RecvStream>,
         addr: SocketAddr,
     ) -> Result<Bytes, PulsingError> {
         let max = self.config.max_message_size;
-        match Limited::new(resp.into_body(), max).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(PulsingError::TooLarge(
-                format!("reply from {addr} exceeds the limit of {max} bytes"),
-            )),
-            Err(e) => Err(unreachable(
-                addr,
-                format!("connection lost while reading the reply: {e}; the message may have been delivered"),
-            )),
+        let too_large = || {
+            PulsingError::TooLarge(format!(
+                "reply from {addr} exceeds the limit of {max} bytes"
+            ))
+        };
+        let announced = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > max as u64) {
+            return Err(too_large());
         }
+        let mut body = resp.into_body();
+        // The usual reply is one DATA frame: kept as it came, without a copy.
+        let mut first = Bytes::new();
+        let mut more: Option<BytesMut> = None;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| {
+                unreachable(
+                    addr,
+                    format!("connection lost while reading the reply: {e}; the message may have been delivered"),
+                )
+            })?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            let have = first.len() + more.as_ref().map_or(0, BytesMut::len);
+            if have + chunk.len() > max {
+                return Err(too_large());
+            }
+            match &mut more {
+                Some(buf) => buf.extend_from_slice(&chunk),
+                None if first.is_empty() => first = chunk,
+                None => {
+                    let mut buf = BytesMut::with_capacity(first.len() + chunk.len());
+                    buf.extend_from_slice(&first);
+                    buf.extend_from_slice(&chunk);
+                    more = Some(buf);
+                }
+            }
+        }
+        Ok(more.map_or(first, BytesMut::freeze))
     }
 
     /// A stream fed by a task that reads the reply's frames.
-    fn read_stream(&self, resp: Response<Incoming>, addr: SocketAddr) -> MessageStream {
+    fn read_stream(&self, resp: Response<RecvStream>, addr: SocketAddr) -> MessageStream {
         let (tx, stream) = MessageStream::channel(STREAM_BUFFER);
         let max = self.config.max_message_size;
         tokio::spawn(pump_frames(resp.into_body(), tx, max, addr));
@@ -420,7 +537,7 @@ impl Client {
 /// Reads frames from `body` into `tx` until the end marker, an error frame, or a broken body. Dropping
 /// `tx` without `end()` makes the consumer see [`PulsingError::StreamTruncated`]; a consumer that went
 /// away stops the task, which drops (and so resets) the HTTP/2 stream.
-async fn pump_frames(mut body: Incoming, tx: StreamSender, max: usize, addr: SocketAddr) {
+async fn pump_frames(mut body: RecvStream, tx: StreamSender, max: usize, addr: SocketAddr) {
     let mut decoder = FrameDecoder::new(max);
     loop {
         loop {
@@ -452,11 +569,10 @@ async fn pump_frames(mut body: Incoming, tx: StreamSender, max: usize, addr: Soc
                 }
             }
         }
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    decoder.push(&data);
-                }
+        match body.data().await {
+            Some(Ok(data)) => {
+                decoder.push(&data);
+                let _ = body.flow_control().release_capacity(data.len());
             }
             Some(Err(e)) => {
                 tx.fail(PulsingError::StreamTruncated(format!(
@@ -476,7 +592,7 @@ async fn pump_frames(mut body: Incoming, tx: StreamSender, max: usize, addr: Soc
     }
 }
 
-fn lost(addr: SocketAddr, e: &hyper::Error) -> PulsingError {
+fn lost(addr: SocketAddr, e: &h2::Error) -> PulsingError {
     unreachable(
         addr,
         format!("connection lost: {e}; the message may have been delivered"),

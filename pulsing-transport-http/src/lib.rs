@@ -7,7 +7,8 @@
 //!   [`HttpConfig::max_message_size`] are refused before they are buffered; slow clients are cut off
 //!   by [`HttpConfig::header_read_timeout`] and [`HttpConfig::body_read_timeout`].
 //! - **Client**: node-to-node calls use HTTP/2 with prior knowledge over a small pool of connections
-//!   per peer (`TCP_NODELAY`, bounded connect). A call is never retried once its bytes may have left
+//!   per peer (`TCP_NODELAY`, bounded connect), spoken with the `h2` crate directly (hyper's client
+//!   wrapper adds a task hop and a second write per request). A call is never retried once its bytes may have left
 //!   (see *Delivery and retries* below).
 //!
 //! The wire format is specified in `docs/protocol.md` (the one source of truth); [`codec`] encodes and
