@@ -166,6 +166,20 @@ impl ActorSystem {
             addr = Some(advertised);
         }
         let system = ActorSystem { inner };
+        // Keeps one timer due within 250 ms registered at all times. Tokio re-arms (and, with an IO
+        // driver, wakes through an eventfd write) the parked timer thread whenever a newly registered
+        // timer becomes the earliest one; every ask registers its timeout timer, so without an earlier
+        // timer each ask would pay that wake-up. Ends when the system is dropped or shut down.
+        let weak = Arc::downgrade(&system.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                match weak.upgrade() {
+                    Some(inner) if !inner.shutting_down.load(Ordering::Acquire) => {}
+                    _ => return,
+                }
+            }
+        });
         let local = crate::membership::LocalNode { id: node_id, addr };
         if let Err(e) = membership.start(local, transport.clone(), seeds).await {
             transport.shutdown().await;
