@@ -120,29 +120,36 @@ async fn local_ask(system: &ActorSystem, ops: usize, runtime: &str) {
     );
 }
 
-async fn local_tell(system: &ActorSystem, ops: usize, runtime: &str) {
-    let sink = system
-        .spawn_with(Sink(0), "sink", SpawnOptions::new().mailbox_capacity(4096))
-        .await
-        .expect("spawn");
+/// Tells `ops` events to a [`Sink`] one after another, then asks it for its count (FIFO per sender:
+/// once "count" is answered every event before it has been handled) and checks that none was lost.
+/// Returns the time from the first tell to the count's reply.
+async fn tell_and_count(sink: &pulsing::ActorRef, ops: usize) -> Duration {
     let payload = bytes::Bytes::from_static(b"event");
-    let t = Instant::now();
+    let start = Instant::now();
     for _ in 0..ops {
         sink.tell(Message::single("event", payload.clone()))
             .await
             .expect("tell");
     }
-    // The mailbox is FIFO: once "count" is answered every event before it has been handled.
     let reply = sink
         .ask(Message::single("count", bytes::Bytes::new()))
         .await
-        .expect("ask");
-    let elapsed = t.elapsed();
+        .expect("count");
+    let elapsed = start.elapsed();
     let handled: usize = std::str::from_utf8(reply.payload().expect("single"))
         .expect("utf8")
         .parse()
         .expect("count");
     assert_eq!(handled, ops, "every told message is handled");
+    elapsed
+}
+
+async fn local_tell(system: &ActorSystem, ops: usize, runtime: &str) {
+    let sink = system
+        .spawn_with(Sink(0), "sink", SpawnOptions::new().mailbox_capacity(4096))
+        .await
+        .expect("spawn");
+    let elapsed = tell_and_count(&sink, ops).await;
     println!(
         "{{\"scenario\":\"local_tell\",\"runtime\":\"{runtime}\",\"ops\":{ops},\"ops_per_s\":{:.0}}}",
         ops as f64 / elapsed.as_secs_f64(),

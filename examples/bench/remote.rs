@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use pulsing::http::{HttpConfig, HttpTransport};
 use pulsing::{ActorRef, ActorSystem, Message, MessageStream, SpawnOptions};
 
-use super::{percentile, Echo, Sink};
+use super::{percentile, tell_and_count, Echo, Sink};
 
 /// The `--runtime` of this run, printed in every JSON line.
 static RUNTIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -143,24 +143,7 @@ async fn ask_concurrent(echo: &ActorRef, ops: usize) {
 }
 
 async fn tell(sink: &ActorRef, ops: usize) {
-    let payload = bytes::Bytes::from_static(b"event");
-    let start = Instant::now();
-    for _ in 0..ops {
-        sink.tell(Message::single("event", payload.clone()))
-            .await
-            .expect("remote tell");
-    }
-    // FIFO per sender: once "count" is answered every event before it has been handled.
-    let reply = sink
-        .ask(Message::single("count", bytes::Bytes::new()))
-        .await
-        .expect("count");
-    let elapsed = start.elapsed();
-    let handled: usize = std::str::from_utf8(reply.payload().expect("single"))
-        .expect("utf8")
-        .parse()
-        .expect("count");
-    assert_eq!(handled, ops, "every told message is handled");
+    let elapsed = tell_and_count(sink, ops).await;
     println!(
         "{{\"scenario\":\"remote_tell\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{ops},\"ops_per_s\":{:.0}}}",
         ops as f64 / elapsed.as_secs_f64(),
