@@ -698,3 +698,85 @@ async fn a_forwarding_actor_answers_later_and_a_dropped_responder_answers_stoppe
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_taken_in_a_batch_still_count_and_keep_their_order() {
+    bounded(async {
+        let system = standalone().await;
+        let gate = Gate::new();
+        // Capacity 64: the actor takes up to 8 messages out of the mailbox at once.
+        let r = system
+            .spawn_with(
+                gate.clone(),
+                "gate",
+                SpawnOptions::new().mailbox_capacity(64),
+            )
+            .await
+            .unwrap();
+        r.tell(Message::single("m", "0")).await.unwrap();
+        gate.wait_entered().await; // "0" is in the handler, the mailbox is empty
+        for i in 1..=20 {
+            r.tell(Message::single("m", i.to_string())).await.unwrap();
+        }
+        assert_eq!(r.mailbox_len(), Some(20));
+        gate.open(1);
+        gate.wait_entered().await; // "1" is in the handler; "2" to "8" were taken with it
+        assert_eq!(r.mailbox_len(), Some(19), "taken messages count as queued");
+        assert_eq!(system.stats().queued, 19);
+
+        // Room is what the mailbox itself has left: 64 - 12 still in it.
+        for i in 0..52 {
+            assert!(
+                r.try_tell(Message::single("m", format!("x{i}"))).is_ok(),
+                "{i}"
+            );
+        }
+        assert!(r
+            .try_tell(Message::single("m", "full"))
+            .unwrap_err()
+            .is_full());
+        assert_eq!(r.mailbox_len(), Some(71));
+
+        gate.open(1000);
+        r.ask(Message::single("m", "last")).await.unwrap();
+        let handled = gate.handled();
+        let mut expected: Vec<Vec<u8>> = (0..=20).map(|i| i.to_string().into_bytes()).collect();
+        expected.extend((0..52).map(|i| format!("x{i}").into_bytes()));
+        expected.push(b"last".to_vec());
+        assert_eq!(handled, expected, "handled in send order");
+        assert_eq!(r.mailbox_len(), Some(0));
+        system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_takes_effect_under_a_steady_stream_of_messages() {
+    bounded(async {
+        let system = standalone().await;
+        let gate = Gate::new();
+        gate.open(1 << 40);
+        let r = system.spawn(gate.clone(), "busy").await.unwrap();
+        // Two senders keep the mailbox from ever running empty.
+        let mut floods = Vec::new();
+        for _ in 0..2 {
+            let r = r.clone();
+            floods.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = r.tell(Message::single("m", "x")).await {
+                        return e;
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        system.stop("busy").await.unwrap();
+        // `on_stop` ran: the actor stopped by itself within the bound rather than being aborted.
+        assert!(gate.stopped.load(Ordering::SeqCst));
+        for f in floods {
+            assert!(f.await.unwrap().is_stopped());
+        }
+        system.shutdown().await;
+    })
+    .await;
+}

@@ -242,10 +242,11 @@ impl ActorRef {
         }
     }
 
-    /// Messages waiting in a local actor's mailbox; `None` for a remote actor.
+    /// Messages waiting in a local actor's mailbox, including those the actor already took out of it
+    /// in a batch and has not handled yet (see [`mailbox`](crate::mailbox)); `None` for a remote actor.
     pub fn mailbox_len(&self) -> Option<usize> {
         match &self.inner {
-            RefInner::Local(c) => Some(c.mailbox.len()),
+            RefInner::Local(c) => Some(c.queued()),
             RefInner::Remote(_) => None,
         }
     }

@@ -4,16 +4,16 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::actor::{Actor, Context, RestartPolicy};
 use crate::error::{ActorError, PulsingError};
-use crate::mailbox::{Envelope, MailboxSender, ReplyTo};
+use crate::mailbox::{Envelope, Inbox, MailboxSender, ReplyTo};
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::system::Shared;
@@ -47,6 +47,18 @@ impl Event {
     }
 }
 
+/// Counters the actor's task writes for each message, on a cache line of their own: senders read
+/// the cell's other fields on every send, and sharing a line with these writes would make each send
+/// miss the cache.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Progress {
+    /// Messages handled so far.
+    pub(crate) handled: AtomicU64,
+    /// Messages the actor took out of its mailbox and has not handled yet (see [`Inbox`]).
+    pub(crate) taken: AtomicUsize,
+}
+
 /// Everything shared between an actor's task and the refs pointing at it.
 pub(crate) struct LocalCell {
     /// Distinguishes this incarnation from a later actor spawned under the same name.
@@ -55,7 +67,8 @@ pub(crate) struct LocalCell {
     pub(crate) public: bool,
     pub(crate) mailbox: MailboxSender,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) handled: AtomicU64,
+    /// Counters only the actor's task writes.
+    pub(crate) progress: Progress,
     stop_requested: Event,
     stop_deadline: Mutex<Option<Instant>>,
     pub(crate) stopped: Event,
@@ -75,7 +88,7 @@ impl LocalCell {
             public,
             mailbox,
             shared,
-            handled: AtomicU64::new(0),
+            progress: Progress::default(),
             stop_requested: Event::default(),
             stop_deadline: Mutex::new(None),
             stopped: Event::default(),
@@ -90,6 +103,11 @@ impl LocalCell {
             *d = Some(d.map_or(deadline, |old| old.min(deadline)));
         }
         self.stop_requested.set();
+    }
+
+    /// Messages waiting: in the mailbox, or taken out of it and not handled yet.
+    pub(crate) fn queued(&self) -> usize {
+        self.mailbox.len() + self.progress.taken.load(Ordering::Relaxed)
     }
 
     fn stop_deadline(&self) -> Instant {
@@ -134,7 +152,7 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
 pub(crate) async fn run<A: Actor>(
     mut actor: A,
     mut source: Source<A>,
-    mut rx: mpsc::Receiver<Envelope>,
+    mut inbox: Inbox,
     cell: Arc<LocalCell>,
     mut ctx: Context,
     policy: RestartPolicy,
@@ -150,18 +168,18 @@ pub(crate) async fn run<A: Actor>(
     };
     let exit = if start.is_ok() {
         let _ = started.send(Ok(()));
-        message_loop(&mut actor, &mut source, &mut rx, &cell, &mut ctx, policy).await
+        message_loop(&mut actor, &mut source, &mut inbox, &cell, &mut ctx, policy).await
     } else {
         let _ = started.send(start);
         Exit::Broken
     };
-    finish(actor, exit, rx, &cell, ctx).await;
+    finish(actor, exit, inbox, &cell, ctx).await;
 }
 
 async fn message_loop<A: Actor>(
     actor: &mut A,
     source: &mut Source<A>,
-    rx: &mut mpsc::Receiver<Envelope>,
+    inbox: &mut Inbox,
     cell: &Arc<LocalCell>,
     ctx: &mut Context,
     policy: RestartPolicy,
@@ -169,8 +187,8 @@ async fn message_loop<A: Actor>(
     let shared = &*cell.shared;
     // Set once a stop is requested: the mailbox is closed and queued work must finish by then.
     let mut deadline: Option<Instant> = None;
-    let begin_stop = |rx: &mut mpsc::Receiver<Envelope>| {
-        rx.close();
+    let begin_stop = |inbox: &mut Inbox| {
+        inbox.close();
         cell.stop_deadline()
     };
     loop {
@@ -179,39 +197,44 @@ async fn message_loop<A: Actor>(
                 if Instant::now() >= d {
                     return Exit::Requested;
                 }
-                match timeout_at(d, rx.recv()).await {
+                match timeout_at(d, inbox.recv()).await {
                     Ok(Some(env)) => env,
                     _ => return Exit::Requested,
                 }
             }
             None => {
-                // Fast path while messages are queued: no `select!`, one atomic load for the stop
-                // flag. `try_recv` spends no coop budget, so spend it here to keep yielding to other
+                // Fast path while a batch taken from the mailbox lasts: no `select!`, one atomic
+                // load for the stop flag. Spend coop budget per message to keep yielding to other
                 // tasks on this worker under a steady stream of messages.
-                let ready = if cell.stop_requested.is_set() {
-                    None
-                } else {
-                    rx.try_recv().ok()
-                };
-                match ready {
+                if cell.stop_requested.is_set() {
+                    // Noticed here too, not only while idle: under a steady stream of messages the
+                    // mailbox is never empty, and the stop must still close it.
+                    deadline = Some(begin_stop(inbox));
+                    continue;
+                }
+                match inbox.next_taken() {
                     Some(env) => {
                         tokio::task::consume_budget().await;
                         env
                     }
                     None => tokio::select! {
                         biased;
-                        env = rx.recv() => match env {
+                        env = inbox.recv() => match env {
                             Some(env) => env,
                             None => return Exit::Requested,
                         },
                         () = cell.stop_requested.wait() => {
-                            deadline = Some(begin_stop(rx));
+                            deadline = Some(begin_stop(inbox));
                             continue;
                         }
                     },
                 }
             }
         };
+        // Only this task writes the counter: a plain store, no locked instruction.
+        cell.progress
+            .taken
+            .store(inbox.taken_len(), Ordering::Relaxed);
         let Envelope { msg, reply } = env;
         if reply.as_ref().is_some_and(|r| r.is_closed()) {
             // The caller gave up (timeout or dropped future): at-most-once lets us skip the work.
@@ -228,14 +251,14 @@ async fn message_loop<A: Actor>(
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 actor.forward(msg, responder, ctx);
             }));
-            let handled = cell.handled.load(Ordering::Relaxed);
-            cell.handled.store(handled + 1, Ordering::Relaxed);
+            let handled = cell.progress.handled.load(Ordering::Relaxed);
+            cell.progress.handled.store(handled + 1, Ordering::Relaxed);
             if let Err(panic) = r {
                 // The responder was dropped while unwinding: its caller got `Stopped`.
                 shared.counters.panics.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(actor = %cell.name, "forward panicked: {}", panic_message(&*panic));
                 let OnRestart::Continue =
-                    restart(actor, source, cell, ctx, policy, &mut deadline, rx).await
+                    restart(actor, source, cell, ctx, policy, &mut deadline, inbox).await
                 else {
                     return Exit::Broken;
                 };
@@ -254,14 +277,14 @@ async fn message_loop<A: Actor>(
                     None => tokio::select! {
                         biased;
                         r = &mut handler => break Some(r),
-                        () = cell.stop_requested.wait() => deadline = Some(begin_stop(rx)),
+                        () = cell.stop_requested.wait() => deadline = Some(begin_stop(inbox)),
                     },
                 }
             }
         };
         // Only this task writes the counter: a plain load and store, no locked instruction.
-        let handled = cell.handled.load(Ordering::Relaxed);
-        cell.handled.store(handled + 1, Ordering::Relaxed);
+        let handled = cell.progress.handled.load(Ordering::Relaxed);
+        cell.progress.handled.store(handled + 1, Ordering::Relaxed);
 
         match outcome {
             None => {
@@ -283,7 +306,7 @@ async fn message_loop<A: Actor>(
                 tracing::error!(actor = %cell.name, "handler panicked: {err}");
                 answer(shared, reply, Err(err));
                 let OnRestart::Continue =
-                    restart(actor, source, cell, ctx, policy, &mut deadline, rx).await
+                    restart(actor, source, cell, ctx, policy, &mut deadline, inbox).await
                 else {
                     return Exit::Broken;
                 };
@@ -308,7 +331,7 @@ async fn restart<A: Actor>(
     ctx: &mut Context,
     policy: RestartPolicy,
     deadline: &mut Option<Instant>,
-    rx: &mut mpsc::Receiver<Envelope>,
+    inbox: &mut Inbox,
 ) -> OnRestart {
     let RestartPolicy::OnFailure {
         max_restarts,
@@ -326,7 +349,7 @@ async fn restart<A: Actor>(
     tokio::select! {
         () = tokio::time::sleep(backoff) => {}
         () = cell.stop_requested.wait() => {
-            rx.close();
+            inbox.close();
             *deadline = Some(cell.stop_deadline());
             return OnRestart::Stop;
         }
@@ -373,7 +396,7 @@ fn answer(shared: &Shared, reply: Option<ReplyTo>, result: Result<Message, Pulsi
 async fn finish<A: Actor>(
     mut actor: A,
     exit: Exit,
-    mut rx: mpsc::Receiver<Envelope>,
+    mut inbox: Inbox,
     cell: &Arc<LocalCell>,
     mut ctx: Context,
 ) {
@@ -381,9 +404,9 @@ async fn finish<A: Actor>(
     // `find` no longer returns this actor.
     let system = ctx.system.clone();
     let registered = system.forget_actor(cell);
-    rx.close();
+    inbox.close();
     let shared = &*cell.shared;
-    while let Ok(env) = rx.try_recv() {
+    while let Some(env) = inbox.try_recv() {
         let err = PulsingError::Stopped(cell.name.to_string());
         if env.reply.is_none() {
             shared.counters.count_error(&err);

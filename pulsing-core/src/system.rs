@@ -367,7 +367,7 @@ impl ActorSystem {
             }
         };
         if removed {
-            let handled = cell.handled.load(Ordering::Relaxed);
+            let handled = cell.progress.handled.load(Ordering::Relaxed);
             self.inner
                 .shared
                 .counters
@@ -543,9 +543,9 @@ impl ActorSystem {
         let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
         let live_handled: u64 = actors
             .values()
-            .map(|e| e.cell.handled.load(Ordering::Relaxed))
+            .map(|e| e.cell.progress.handled.load(Ordering::Relaxed))
             .sum();
-        let queued: u64 = actors.values().map(|e| e.cell.mailbox.len() as u64).sum();
+        let queued: u64 = actors.values().map(|e| e.cell.queued() as u64).sum();
         let mut members = Vec::new();
         for m in self.inner.membership.members() {
             match members.iter_mut().find(|(state, _)| *state == m.state) {
