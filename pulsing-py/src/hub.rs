@@ -34,6 +34,9 @@ use crate::submit::{Job, Submissions};
 pub(crate) enum Outcome {
     /// An ask's reply: `(msg_type, payload)` for a single message, a `NativeStream` for a stream.
     Reply(Result<Message, PulsingError>, std::time::Duration),
+    /// A method call's reply: the decoded value for a single message (the hub's `decode(payload)`),
+    /// the hub's `stream(NativeStream)` for a stream.
+    Value(Result<Message, PulsingError>, std::time::Duration),
     /// A call with no value: `None`.
     Unit(Result<(), PulsingError>),
     /// `find`: a `NativeRef` or `None`.
@@ -102,6 +105,10 @@ pub(crate) struct Hub {
     pub(crate) shared: Arc<HubShared>,
     reader: UnixStream,
     deliver: Py<PyAny>,
+    /// `decode(payload) -> value` for method calls' replies (raises for a bad payload).
+    decode: Py<PyAny>,
+    /// `stream(native_stream) -> async iterator of values` for method calls' streamed replies.
+    stream: Py<PyAny>,
     // Touched only with the GIL, on the loop thread; the mutex makes the class `Sync`.
     futures: Mutex<HashMap<u64, Py<PyAny>>>,
     next_id: AtomicU64,
@@ -134,7 +141,22 @@ impl Hub {
             .remove(&id);
         let Some(fut) = fut else { return Ok(()) };
         let fut = fut.bind(py);
-        let set = match outcome_to_py(py, outcome) {
+        let value = match outcome {
+            Outcome::Value(Ok(Message::Single { payload, .. }), _) => self
+                .decode
+                .bind(py)
+                .call1((PyBytes::new(py, &payload),))
+                .map(Bound::unbind),
+            Outcome::Value(Ok(Message::Stream(stream)), item_timeout) => Py::new(
+                py,
+                NativeStream::new(stream.with_item_timeout(item_timeout)),
+            )
+            .and_then(|s| self.stream.bind(py).call1((s,)))
+            .map(Bound::unbind),
+            Outcome::Value(Err(e), _) => Err(to_py_err(e)),
+            outcome => outcome_to_py(py, outcome),
+        };
+        let set = match value {
             Ok(value) => fut.call_method1(intern!(py, "set_result"), (value,)),
             Err(err) => fut.call_method1(intern!(py, "set_exception"), (err.into_value(py),)),
         };
@@ -191,10 +213,11 @@ fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
             NativeStream::new(stream.with_item_timeout(item_timeout)),
         )?
         .into_any()),
-        Outcome::Reply(Ok(msg), _) => single_to_py(py, msg),
-        Outcome::Reply(Err(e), _) | Outcome::Unit(Err(e)) | Outcome::Spawned(Err(e)) => {
-            Err(to_py_err(e))
-        }
+        Outcome::Reply(Ok(msg), _) | Outcome::Value(Ok(msg), _) => single_to_py(py, msg),
+        Outcome::Reply(Err(e), _)
+        | Outcome::Value(Err(e), _)
+        | Outcome::Unit(Err(e))
+        | Outcome::Spawned(Err(e)) => Err(to_py_err(e)),
         Outcome::System(Err(e)) => Err(to_py_err(e)),
         Outcome::Unit(Ok(())) | Outcome::Found(None) | Outcome::Item(None) => Ok(py.None()),
         Outcome::Found(Some(r)) | Outcome::Spawned(Ok(r)) => {
@@ -208,10 +231,11 @@ fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Hub {
-    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`;
-    /// `reply_handle` is `None` for a tell.
+    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`
+    /// (`reply_handle` is `None` for a tell), and whose method calls' replies are decoded with
+    /// `decode(payload)` (a single value) or `stream(native_stream)` (a streamed reply).
     #[new]
-    fn py_new(deliver: Py<PyAny>) -> PyResult<Hub> {
+    fn py_new(deliver: Py<PyAny>, decode: Py<PyAny>, stream: Py<PyAny>) -> PyResult<Hub> {
         let (reader, writer) = UnixStream::pair()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot create a socket pair: {e}")))?;
         for s in [&reader, &writer] {
@@ -231,6 +255,8 @@ impl Hub {
             shared,
             reader,
             deliver,
+            decode,
+            stream,
             futures: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             submissions,

@@ -232,6 +232,31 @@ impl NativeRef {
             target: self.inner.clone(),
             msg,
             timeout,
+            decode: false,
+        });
+        Ok(())
+    }
+
+    /// Calls the method `method` (the payload being `msgpack([args, kwargs])`) and completes `fut`
+    /// with the reply decoded by the hub's `decode`, or, for a streamed reply, with the hub's
+    /// `stream(NativeStream)`.
+    #[pyo3(signature = (hub, fut, method, payload, timeout))]
+    fn call(
+        &self,
+        hub: &Bound<'_, Hub>,
+        fut: Py<PyAny>,
+        method: String,
+        payload: &[u8],
+        timeout: f64,
+    ) -> PyResult<()> {
+        let timeout = seconds(timeout)?;
+        let msg = Message::single(method, Bytes::copy_from_slice(payload));
+        hub.get().submit(fut, |id| Job::Ask {
+            id,
+            target: self.inner.clone(),
+            msg,
+            timeout,
+            decode: true,
         });
         Ok(())
     }

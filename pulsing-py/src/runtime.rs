@@ -1,42 +1,45 @@
 //! The Tokio runtime that runs every Rust future of the module, started once per process.
 //!
-//! Python code never runs on it: its threads only move bytes and complete work items, and they hand
+//! Python code never runs on it: its thread only moves bytes and completes work items, and hands
 //! results to the asyncio loop through a [`Hub`](crate::hub::Hub). Nothing here takes the GIL.
 
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::{Builder, Handle};
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static RUNTIME: OnceLock<Handle> = OnceLock::new();
 
-/// The module's runtime: multi-threaded with one worker by default, timers and IO enabled. Started on
-/// first use. `PULSING_TOKIO_WORKERS=n` (read once, at start) sets another worker count.
+/// The module's runtime: a current-thread runtime driven by one dedicated thread (`pulsing-tokio`),
+/// timers and IO enabled. Started on first use.
 ///
-/// Why one: the machines Pulsing targets have few cores and the Python thread is busy too. A second
-/// worker mostly adds cross-thread wake-ups (a task woken on one worker gets stolen by the other,
-/// which was parked), and on a virtual machine each wake-up of a parked thread costs tens of
-/// microseconds; measured with `examples/python/bench.py` on 2 cores, one worker was faster both for
-/// sequential calls and with 100 in flight.
+/// Why one thread: the machines Pulsing targets have few cores and the Python thread is busy too; a
+/// second worker mostly adds cross-thread wake-ups, and on a virtual machine each wake-up of a parked
+/// thread costs tens of microseconds.
+///
+/// Why the current-thread scheduler rather than a one-worker multi-thread one: the multi-thread
+/// scheduler runs a task woken by another task next (its "LIFO slot"). A batch of a hundred asks
+/// then makes the HTTP/2 connection task run after each request, one `writev` per request, and the
+/// server likewise writes each response on its own. The current-thread scheduler queues woken tasks
+/// behind the ones already ready, so the connection task writes the whole batch at once. Measured
+/// with `examples/python/bench.py` (remote, 100 in flight): see the README.
 ///
 /// # Panics
 ///
-/// If the operating system refuses to start the worker threads; nothing can run without them.
-pub(crate) fn runtime() -> &'static Runtime {
+/// If the operating system refuses to start the thread; nothing can run without it.
+pub(crate) fn runtime() -> &'static Handle {
     RUNTIME.get_or_init(|| {
-        Builder::new_multi_thread()
-            .worker_threads(
-                std::env::var("PULSING_TOKIO_WORKERS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n: &usize| n > 0)
-                    .unwrap_or(1),
-            )
-            .thread_name("pulsing-tokio")
+        let rt = Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("pulsing: cannot start the Tokio runtime")
+            .expect("pulsing: cannot start the Tokio runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("pulsing-tokio".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("pulsing: cannot start the Tokio thread");
+        handle
     })
 }
 
@@ -48,7 +51,7 @@ where
     runtime().spawn(fut);
 }
 
-/// Runs `fut` to completion from a thread that is not a runtime worker, giving up after `bound`.
+/// Runs `fut` to completion from a thread that is not the runtime's, giving up after `bound`.
 /// Only for one-off work at import time; the callers release the GIL around it.
 pub(crate) fn block_on_bounded<F>(fut: F, bound: Duration) -> Option<F::Output>
 where

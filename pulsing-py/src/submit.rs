@@ -27,12 +27,14 @@ use crate::hub::{HubShared, Outcome};
 
 /// One call from Python, completing the future registered in the hub under `id`.
 pub(crate) enum Job {
-    /// `target.ask_with_timeout(msg, timeout)`; completes with [`Outcome::Reply`].
+    /// `target.ask_with_timeout(msg, timeout)`; completes with [`Outcome::Reply`], or with
+    /// [`Outcome::Value`] for a method call (`decode`).
     Ask {
         id: u64,
         target: ActorRef,
         msg: Message,
         timeout: Duration,
+        decode: bool,
     },
     /// `target.tell(msg)`; completes with [`Outcome::Unit`].
     Tell {
@@ -53,9 +55,15 @@ impl Job {
                 target,
                 msg,
                 timeout,
+                decode,
             } => {
                 let reply = target.ask_with_timeout(msg, timeout).await;
-                hub.complete(id, Outcome::Reply(reply, timeout));
+                let outcome = if decode {
+                    Outcome::Value(reply, timeout)
+                } else {
+                    Outcome::Reply(reply, timeout)
+                };
+                hub.complete(id, outcome);
             }
             Job::Tell { id, target, msg } => {
                 hub.complete(id, Outcome::Unit(target.tell(msg).await));

@@ -32,7 +32,10 @@ class Hub:
     """Carries results and inbound messages from Tokio to one asyncio loop, in batches."""
 
     def __init__(
-        self, deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle | None], None]
+        self,
+        deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle | None], None],
+        decode: collections.abc.Callable[[bytes], typing.Any],
+        stream: collections.abc.Callable[[NativeStream], typing.Any],
     ) -> None: ...
     def fileno(self) -> int:
         """The descriptor the loop watches with ``add_reader``."""
@@ -92,6 +95,8 @@ class NativeRef:
         """The remote node's address."""
     def ask(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes, timeout: float) -> None:
         """``fut`` gets ``(msg_type, payload)`` or a NativeStream."""
+    def call(self, hub: Hub, fut: _Fut, method: str, payload: bytes, timeout: float) -> None:
+        """``fut`` gets the decoded reply value, or the hub's ``stream(...)`` of a streamed one."""
     def tell(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes) -> None:
         """``fut`` gets None once the message is queued."""
 

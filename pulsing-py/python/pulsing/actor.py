@@ -217,6 +217,92 @@ class _Call:
 Coroutine.register(_Call)
 
 
+class _CoreCall(asyncio.Future):  # type: ignore[type-arg]
+    """A method call through the core runtime (a remote actor, or any actor behind a core ref).
+
+    It is an asyncio future: ``await`` it for the value, or hand it to ``asyncio.gather``,
+    ``wait``, ``wait_for``, ``as_completed`` or ``shield``, which take it as it is instead of
+    wrapping it in a task; ``async for`` over it iterates a streamed reply; it also speaks the
+    coroutine protocol, for ``create_task``. The call is sent when first awaited or handed to
+    asyncio (a done-callback is added), not when created. The hub's drain resolves it with the
+    decoded value, so awaiting it costs no step of its own.
+    """
+
+    __slots__ = ("_ref", "_name", "_payload", "_it")
+
+    def __init__(self, ref: ActorRef, name: str, payload: bytes) -> None:
+        super().__init__(loop=ref._system._loop)
+        self._ref: ActorRef | None = ref
+        self._name = name
+        self._payload = payload
+        self._it: Any = None
+
+    def _send(self) -> None:
+        ref = self._ref
+        self._ref = None
+        if ref is None or self.done():
+            return
+        system = ref._system
+        try:
+            if system._closed:
+                raise ActorStoppedError("the actor system is shut down")
+            ref._core().call(system._hub, self, self._name, self._payload, system._ask_timeout)
+        except BaseException as exc:
+            self.set_exception(exc)
+
+    def __await__(self) -> Any:
+        if self._ref is not None:
+            self._send()
+        return super().__await__()
+
+    __iter__ = __await__
+
+    def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
+        """Future protocol: ``fn(self)`` once the call has finished; sends the call."""
+        if self._ref is not None:
+            self._send()
+        super().add_done_callback(fn, context=context)
+
+    # -- the coroutine protocol, for `create_task` ---------------------------------------------
+
+    def send(self, value: Any) -> Any:
+        """Coroutine protocol: runs the call (see :meth:`__await__`)."""
+        it = self._it
+        if it is None:
+            it = self._it = self.__await__()
+        return it.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        """Coroutine protocol: raises ``exc`` inside the waiting call."""
+        it = self._it
+        if it is None:
+            it = self._it = self.__await__()
+        return it.throw(*exc)
+
+    def close(self) -> None:
+        """Coroutine protocol: abandons the wait."""
+        if self._it is not None:
+            self._it.close()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return _iterate_call(self)
+
+    def __repr__(self) -> str:
+        state = "pending" if not self.done() else "done"
+        return f"<call {self._name}() {state}>"
+
+
+async def _iterate_call(call: _CoreCall) -> AsyncIterator[Any]:
+    items = await call
+    if not hasattr(items, "__aiter__"):
+        raise TypeError(f"{call._name}() did not reply with a stream; await it instead")
+    async for item in items:
+        yield item
+
+
+Coroutine.register(_CoreCall)
+
+
 class _Method:
     __slots__ = ("_ref", "_name")
 
@@ -232,6 +318,8 @@ class _Method:
             # A local method known not to stream: a plain coroutine, which `gather` and
             # `create_task` take without wrapping it.
             return _call_local(ref, local, self._name, payload)
+        if local is None:
+            return _CoreCall(ref, self._name, payload)
         return _Call(ref, self._name, payload)
 
 
@@ -282,9 +370,9 @@ class ActorRef:
         self.__dict__[name] = method
         return method
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> _Call:
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """``ref.call("name", *args)`` is ``ref.name(*args)``, for any method name."""
-        return _Call(self, method, _codec.encode_call(method, args, kwargs))
+        return _Method(self, method)(*args, **kwargs)
 
     async def ask(self, msg: Message, timeout: float | None = None) -> Message:
         """Sends ``msg`` and returns the reply (``async for`` over it if ``reply.is_stream``).
@@ -359,17 +447,8 @@ class ActorRef:
         return Message("", b"", _items=_native_items(system, reply))
 
     async def _invoke(self, name: str, payload: bytes) -> Any:
-        if self._local is None:
-            # The hot path of a remote method call, flat: no `Message` for a single reply.
-            system = self._system
-            if system._closed:
-                raise ActorStoppedError("the actor system is shut down")
-            fut = system._loop.create_future()
-            self._core().ask(system._hub, fut, name, payload, system._ask_timeout)
-            reply = await fut
-            if type(reply) is tuple:
-                return _codec.decode_value(reply[1])
-            return _decoded_items(Message("", b"", _items=_native_items(system, reply)))
+        # Calls through the core runtime are `_CoreCall`s; this is a local actor's (maybe
+        # streaming) method.
         reply = await self._ask(name, payload, self._system._ask_timeout)
         if reply._items is not None:
             return _decoded_items(reply)
@@ -424,7 +503,7 @@ class ActorSystem:
         self._by_id: dict[int, LocalActor] = {}
         self._by_name: dict[str, LocalActor] = {}
         self._ids = itertools.count(1)
-        self._hub = _native.Hub(self._deliver)
+        self._hub = _native.Hub(self._deliver, _codec.decode_value, self._method_stream)
         self._native: Any = None
         self._ask_timeout = 30.0
         self._closed = False
@@ -443,6 +522,9 @@ class ActorSystem:
             self._close_hub()
             raise
         self._ask_timeout = self._native.ask_timeout
+
+    def _method_stream(self, stream: Any) -> AsyncIterator[Any]:
+        return _decoded_items(Message("", b"", _items=_native_items(self, stream)))
 
     def _deliver(self, actor_id: int, msg_type: str, payload: bytes, reply: Any) -> None:
         local = self._by_id.get(actor_id)
