@@ -9,7 +9,10 @@ concurrent calls with ``asyncio.gather``):
 - ``local_via_core``: the same actor through a core ref, i.e. through Tokio and the proxy actor
   and back, the path every message from another node takes, minus the network;
 - ``remote``: the actor in another OS process, over the network (needs a transport in this
-  build; otherwise the entry says why it was skipped).
+  build; otherwise the entry says why it was skipped);
+- ``asyncio_tcp_floor``: no Pulsing at all, for scale: two processes exchanging 32-byte
+  length-prefixed frames over one loopback TCP connection with plain asyncio streams, the same
+  two patterns. No Python-to-Python remote call can beat it on the same machine.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -96,12 +100,73 @@ async def remote(calls: int) -> dict[str, Any]:
         child.wait(10)
 
 
+_FRAME = struct.Struct("!II")  # request id, body length
+
+
+async def _floor_server() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                rid, n = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+                body = await reader.readexactly(n)
+                writer.write(_FRAME.pack(rid, n) + body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(3600)
+
+
+async def asyncio_tcp_floor(calls: int) -> dict[str, float]:
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--floor-server"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        waiting: dict[int, asyncio.Future[bytes]] = {}
+
+        async def read_replies() -> None:
+            while True:
+                rid, n = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+                waiting.pop(rid).set_result(await reader.readexactly(n))
+
+        replies = asyncio.create_task(read_replies())
+        ids = iter(range(1 << 62))
+
+        async def call() -> bytes:
+            rid = next(ids)
+            fut = waiting[rid] = loop.create_future()
+            writer.write(_FRAME.pack(rid, 32) + b"x" * 32)
+            return await fut
+
+        class Floor:
+            def increment(self, _n: int) -> Any:
+                return call()
+
+        result = await measure(Floor(), calls)  # type: ignore[arg-type]
+        replies.cancel()
+        writer.close()
+        return result
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50_000, help="calls per measurement")
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        asyncio.run(_floor_server())
+        return
     result = asyncio.run(local(args.calls))
     result["remote"] = asyncio.run(remote(args.calls // 2))
+    result["asyncio_tcp_floor"] = asyncio.run(asyncio_tcp_floor(args.calls // 2))
     print(json.dumps(result))
 
 

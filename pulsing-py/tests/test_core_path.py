@@ -183,3 +183,41 @@ def test_networked_config_without_a_transport_fails_with_a_clear_error() -> None
             await create_actor_system(SystemConfig.with_addr("127.0.0.1:0"))
 
     asyncio.run(main())
+
+
+def test_a_core_call_works_with_every_asyncio_combinator() -> None:
+    async def test(system: ActorSystem) -> None:
+        await system.spawn(Counter(), "c", public=True)
+        ref = await core_ref(system, "c")
+        # Not sent until awaited or handed to asyncio.
+        unsent = ref.increment(100)
+        assert await ref.increment(0) == 0
+        del unsent
+        assert await ref.increment(1) == 1
+        assert await asyncio.wait_for(ref.increment(1), 5) == 2
+        assert await asyncio.create_task(ref.increment(1)) == 3
+        assert await asyncio.ensure_future(ref.increment(1)) == 4
+        assert await asyncio.shield(ref.increment(1)) == 5
+        # Like a coroutine, `wait` wants it in a task.
+        both = [asyncio.create_task(ref.increment(1)) for _ in range(2)]
+        done, pending = await asyncio.wait(both, timeout=5)
+        assert not pending and sorted(f.result() for f in done) == [6, 7]
+        seen = [await f for f in asyncio.as_completed([ref.increment(1), ref.increment(1)])]
+        assert sorted(seen) == [8, 9]
+        # A call that times out in `wait_for` is cancelled; the actor goes on.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ref.slow(1.0), 0.05)
+        call = ref.increment(1)
+        assert call.cancel() and call.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert await ref.increment(0) == 9, "a call cancelled before it was sent is never sent"
+        # Errors arrive as exceptions of the call; streams are iterated with `async for`.
+        with pytest.raises(ActorError, match="nope"):
+            await ref.fail()
+        assert [t async for t in ref.tokens(3)] == ["t0", "t1", "t2"]
+        with pytest.raises(TypeError, match="did not reply with a stream"):
+            async for _ in ref.increment(1):
+                pass
+
+    run(test)

@@ -221,9 +221,10 @@ class _CoreCall(asyncio.Future):  # type: ignore[type-arg]
     """A method call through the core runtime (a remote actor, or any actor behind a core ref).
 
     It is an asyncio future: ``await`` it for the value, or hand it to ``asyncio.gather``,
-    ``wait``, ``wait_for``, ``as_completed`` or ``shield``, which take it as it is instead of
-    wrapping it in a task; ``async for`` over it iterates a streamed reply; it also speaks the
-    coroutine protocol, for ``create_task``. The call is sent when first awaited or handed to
+    ``wait_for``, ``as_completed``, ``shield`` or ``ensure_future``, which take it as it is
+    instead of wrapping it in a task; ``async for`` over it iterates a streamed reply. It also
+    speaks the coroutine protocol, so ``create_task`` takes it too (and ``asyncio.wait``, which
+    refuses coroutines, takes such a task). The call is sent when first awaited or handed to
     asyncio (a done-callback is added), not when created. The hub's drain resolves it with the
     decoded value, so awaiting it costs no step of its own.
     """
