@@ -22,48 +22,20 @@
 //! ```
 
 use std::io::Write as _;
-use std::time::Duration;
 
 use pulsing::http::{HttpConfig, HttpTransport};
-use pulsing::{
-    Actor, ActorError, ActorSystem, Context, Message, MessageStream, PulsingError, SpawnOptions,
-};
+use pulsing::{Actor, ActorError, ActorSystem, Context, Message, PulsingError, SpawnOptions};
 
-/// The public actor `echo`.
+#[path = "shared/echo.rs"]
+mod echo;
+
+/// The public actor `echo` (see [`echo::reply`]).
 struct Echo;
-
-fn number(payload: &[u8]) -> Result<u64, ActorError> {
-    Ok(std::str::from_utf8(payload)?.trim().parse()?)
-}
 
 impl Actor for Echo {
     async fn receive(&mut self, msg: Message, _: &mut Context) -> Result<Message, ActorError> {
         let (msg_type, payload) = msg.into_single()?;
-        match msg_type.as_str() {
-            "fail" => Err(ActorError::with_type("EchoError", "fail requested")),
-            "stream" => {
-                let n = number(&payload)?;
-                let (tx, stream) = MessageStream::channel(16);
-                tokio::spawn(async move {
-                    for i in 0..n {
-                        if tx
-                            .send(Message::single("echo", i.to_string()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    tx.end().await;
-                });
-                Ok(Message::stream(stream))
-            }
-            "sleep" => {
-                tokio::time::sleep(Duration::from_millis(number(&payload)?)).await;
-                Ok(Message::single("echo", payload))
-            }
-            _ => Ok(Message::single("echo", payload)),
-        }
+        echo::reply(&msg_type, payload, 16).await
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use pulsing::{
-    Actor, ActorError, ActorSystem, Context, Message, MessageStream, PulsingError, RestartPolicy,
-    SpawnOptions,
+    Actor, ActorError, ActorRef, ActorSystem, Context, Message, MessageStream, PulsingError,
+    RestartPolicy, SpawnOptions,
 };
 use support::{bounded, read_value, value, Echo, Fragile, Gate};
 
@@ -19,6 +19,20 @@ async fn standalone() -> ActorSystem {
         .build()
         .await
         .expect("standalone system")
+}
+
+/// A [`Gate`] actor spawned as `name` with a mailbox of `capacity`, and the gate that holds it.
+async fn gated(system: &ActorSystem, name: &str, capacity: usize) -> (Gate, ActorRef) {
+    let gate = Gate::new();
+    let r = system
+        .spawn_with(
+            gate.clone(),
+            name,
+            SpawnOptions::new().mailbox_capacity(capacity),
+        )
+        .await
+        .unwrap();
+    (gate, r)
 }
 
 /// Records `(sender, seq)` pairs in the order handled.
@@ -102,15 +116,7 @@ async fn a_full_mailbox_pushes_back_and_try_tell_returns_the_message() {
             .build()
             .await
             .unwrap();
-        let gate = Gate::new();
-        let r = system
-            .spawn_with(
-                gate.clone(),
-                "gate",
-                SpawnOptions::new().mailbox_capacity(2),
-            )
-            .await
-            .unwrap();
+        let (gate, r) = gated(&system, "gate", 2).await;
         r.tell(Message::single("m", "0")).await.unwrap();
         gate.wait_entered().await; // "0" is in the handler, the mailbox is empty
         r.tell(Message::single("m", "1")).await.unwrap();
@@ -148,15 +154,7 @@ async fn a_full_mailbox_pushes_back_and_try_tell_returns_the_message() {
 async fn an_ask_times_out_and_leaves_nothing_pending() {
     bounded(async {
         let system = standalone().await;
-        let gate = Gate::new();
-        let r = system
-            .spawn_with(
-                gate.clone(),
-                "slow",
-                SpawnOptions::new().mailbox_capacity(2048),
-            )
-            .await
-            .unwrap();
+        let (gate, r) = gated(&system, "slow", 2048).await;
         let t = Instant::now();
         let err = r
             .ask_with_timeout(Message::single("m", "late"), Duration::from_millis(30))
@@ -379,8 +377,7 @@ async fn restart_policies_need_a_factory() {
 async fn shutdown_runs_on_stop_and_answers_queued_asks_with_an_error() {
     bounded(async {
         let system = standalone().await; // drain bound 300 ms
-        let gate = Gate::new();
-        let r = system.spawn(gate.clone(), "gate").await.unwrap();
+        let (gate, r) = gated(&system, "gate", 1024).await;
         let mut queued = Vec::new();
         for i in 0..5 {
             let r = r.clone();
@@ -421,8 +418,7 @@ async fn shutdown_runs_on_stop_and_answers_queued_asks_with_an_error() {
 async fn shutdown_drains_what_it_can_within_the_bound() {
     bounded(async {
         let system = standalone().await;
-        let gate = Gate::new();
-        let r = system.spawn(gate.clone(), "gate").await.unwrap();
+        let (gate, r) = gated(&system, "gate", 1024).await;
         for i in 0..3 {
             r.tell(Message::single("m", format!("{i}"))).await.unwrap();
         }
@@ -703,16 +699,8 @@ async fn a_forwarding_actor_answers_later_and_a_dropped_responder_answers_stoppe
 async fn messages_taken_in_a_batch_still_count_and_keep_their_order() {
     bounded(async {
         let system = standalone().await;
-        let gate = Gate::new();
         // Capacity 64: the actor takes up to 8 messages out of the mailbox at once.
-        let r = system
-            .spawn_with(
-                gate.clone(),
-                "gate",
-                SpawnOptions::new().mailbox_capacity(64),
-            )
-            .await
-            .unwrap();
+        let (gate, r) = gated(&system, "gate", 64).await;
         r.tell(Message::single("m", "0")).await.unwrap();
         gate.wait_entered().await; // "0" is in the handler, the mailbox is empty
         for i in 1..=20 {

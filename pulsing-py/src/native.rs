@@ -192,6 +192,28 @@ impl NativeRef {
     pub(crate) fn new(inner: ActorRef) -> NativeRef {
         NativeRef { inner }
     }
+
+    /// Queues the ask of `ask` and `call`; `decode` picks how the hub hands the reply to Python.
+    fn submit_ask(
+        &self,
+        hub: &Bound<'_, Hub>,
+        fut: Py<PyAny>,
+        msg_type: String,
+        payload: &[u8],
+        timeout: f64,
+        decode: bool,
+    ) -> PyResult<()> {
+        let timeout = seconds(timeout)?;
+        let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
+        hub.get().submit(fut, |id| Job::Ask {
+            id,
+            target: self.inner.clone(),
+            msg,
+            timeout,
+            decode,
+        });
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -225,16 +247,7 @@ impl NativeRef {
         payload: &[u8],
         timeout: f64,
     ) -> PyResult<()> {
-        let timeout = seconds(timeout)?;
-        let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
-        hub.get().submit(fut, |id| Job::Ask {
-            id,
-            target: self.inner.clone(),
-            msg,
-            timeout,
-            decode: false,
-        });
-        Ok(())
+        self.submit_ask(hub, fut, msg_type, payload, timeout, false)
     }
 
     /// Calls the method `method` (the payload being `msgpack([args, kwargs])`) and completes `fut`
@@ -249,16 +262,7 @@ impl NativeRef {
         payload: &[u8],
         timeout: f64,
     ) -> PyResult<()> {
-        let timeout = seconds(timeout)?;
-        let msg = Message::single(method, Bytes::copy_from_slice(payload));
-        hub.get().submit(fut, |id| Job::Ask {
-            id,
-            target: self.inner.clone(),
-            msg,
-            timeout,
-            decode: true,
-        });
-        Ok(())
+        self.submit_ask(hub, fut, method, payload, timeout, true)
     }
 
     /// Queues `(msg_type, payload)` without waiting for it to be handled; completes `fut` with `None`

@@ -34,32 +34,13 @@ pub struct Echo {
     pub gate: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-fn number(payload: &[u8]) -> Result<u64, ActorError> {
-    Ok(std::str::from_utf8(payload)?.trim().parse()?)
-}
+#[path = "../../examples/shared/echo.rs"]
+mod echo;
 
 impl Actor for Echo {
     async fn receive(&mut self, msg: Message, _: &mut Context) -> Result<Message, ActorError> {
         let (msg_type, payload) = msg.into_single()?;
         match msg_type.as_str() {
-            "fail" => Err(ActorError::with_type("EchoError", "fail requested")),
-            "stream" => {
-                let n = number(&payload)?;
-                let (tx, stream) = MessageStream::channel(4);
-                tokio::spawn(async move {
-                    for i in 0..n {
-                        if tx
-                            .send(Message::single("echo", i.to_string()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    tx.end().await;
-                });
-                Ok(Message::stream(stream))
-            }
             "stream_fail" => {
                 let (tx, stream) = MessageStream::channel(4);
                 tokio::spawn(async move {
@@ -79,15 +60,11 @@ impl Actor for Echo {
                 });
                 Ok(Message::stream(stream))
             }
-            "sleep" => {
-                tokio::time::sleep(Duration::from_millis(number(&payload)?)).await;
-                Ok(Message::single("echo", payload))
-            }
             "hold" => {
                 self.gate.acquire().await.expect("gate open").forget();
                 Ok(Message::single("echo", payload))
             }
-            _ => Ok(Message::single("echo", payload)),
+            other => echo::reply(other, payload, 4).await,
         }
     }
 }

@@ -337,20 +337,13 @@ class LocalActor:
             entry = self._next()
             if entry is None:
                 break
-            msg_type, payload, reply = entry
-            try:
-                result = impl.handle(msg_type, payload)
-            except BaseException as exc:
-                self._fail(reply, msg_type, exc)
-                continue
-            if inspect.iscoroutine(result):
-                self._task = self.loop.create_task(self._run(entry, result))
+            pending = self._handle(entry)
+            if pending is not None:
+                self._task = self.loop.create_task(self._run(entry, pending))
                 return
-            self._answer(reply, result)
         self.busy = False
 
     async def _run(self, current: Any = None, pending: Any = None) -> None:
-        impl = self.impl
         try:
             if current is not None:
                 await self._finish(current, pending)
@@ -358,22 +351,29 @@ class LocalActor:
                 entry = self._next()
                 if entry is None:
                     break
-                msg_type, payload, reply = entry
-                try:
-                    result = impl.handle(msg_type, payload)
-                except BaseException as exc:
-                    self._fail(reply, msg_type, exc)
-                    continue
-                if inspect.iscoroutine(result):
-                    await self._finish(entry, result)
-                else:
-                    self._answer(reply, result)
+                pending = self._handle(entry)
+                if pending is not None:
+                    await self._finish(entry, pending)
         finally:
             self._task = None
             self.busy = False
             if self.queue and not self.stopped:
                 self.busy = True
                 self.loop.call_soon(self._pump)
+
+    def _handle(self, entry: tuple[str, bytes, Any]) -> Any:
+        """Runs the handler for ``entry`` and answers it, unless the handler returned a coroutine:
+        that is returned, for the caller to finish with :meth:`_finish`."""
+        msg_type, payload, reply = entry
+        try:
+            result = self.impl.handle(msg_type, payload)
+        except BaseException as exc:
+            self._fail(reply, msg_type, exc)
+            return None
+        if inspect.iscoroutine(result):
+            return result
+        self._answer(reply, result)
+        return None
 
     async def _finish(self, entry: tuple[str, bytes, Any], coro: Any) -> None:
         try:
