@@ -180,3 +180,41 @@ fn error_frame(e: &PulsingError) -> StreamFrame {
         message: e.wire_message(),
     })
 }
+
+/// A body read whole, chunk by chunk, never holding more than a limit. The usual body is one chunk,
+/// kept as it came, without a copy; more chunks are copied into one buffer.
+#[derive(Default)]
+pub(crate) struct Collected {
+    first: Bytes,
+    more: Option<BytesMut>,
+}
+
+/// The body passed the limit it is read under.
+#[derive(Debug)]
+pub(crate) struct OverLimit;
+
+impl Collected {
+    /// Adds `chunk`, or fails if the body would then hold more than `max` bytes (nothing is added).
+    pub(crate) fn push(&mut self, chunk: Bytes, max: usize) -> Result<(), OverLimit> {
+        let have = self.first.len() + self.more.as_ref().map_or(0, BytesMut::len);
+        if have + chunk.len() > max {
+            return Err(OverLimit);
+        }
+        match &mut self.more {
+            Some(buf) => buf.extend_from_slice(&chunk),
+            None if self.first.is_empty() => self.first = chunk,
+            None => {
+                let mut buf = BytesMut::with_capacity(self.first.len() + chunk.len());
+                buf.extend_from_slice(&self.first);
+                buf.extend_from_slice(&chunk);
+                self.more = Some(buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole body.
+    pub(crate) fn finish(self) -> Bytes {
+        self.more.map_or(self.first, BytesMut::freeze)
+    }
+}

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::RecvStream;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::body::Collected;
 use crate::codec::{self, Encoded, FrameDecoder, Reply, StreamFrame};
 use crate::config::HttpConfig;
 use crate::protocol::{self, Mode};
@@ -496,9 +497,7 @@ impl Client {
             return Err(too_large());
         }
         let mut body = resp.into_body();
-        // The usual reply is one DATA frame: kept as it came, without a copy.
-        let mut first = Bytes::new();
-        let mut more: Option<BytesMut> = None;
+        let mut collected = Collected::default();
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(|e| {
                 unreachable(
@@ -507,22 +506,9 @@ impl Client {
                 )
             })?;
             let _ = body.flow_control().release_capacity(chunk.len());
-            let have = first.len() + more.as_ref().map_or(0, BytesMut::len);
-            if have + chunk.len() > max {
-                return Err(too_large());
-            }
-            match &mut more {
-                Some(buf) => buf.extend_from_slice(&chunk),
-                None if first.is_empty() => first = chunk,
-                None => {
-                    let mut buf = BytesMut::with_capacity(first.len() + chunk.len());
-                    buf.extend_from_slice(&first);
-                    buf.extend_from_slice(&chunk);
-                    more = Some(buf);
-                }
-            }
+            collected.push(chunk, max).map_err(|_| too_large())?;
         }
-        Ok(more.map_or(first, BytesMut::freeze))
+        Ok(collected.finish())
     }
 
     /// A stream fed by a task that reads the reply's frames.

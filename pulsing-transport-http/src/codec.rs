@@ -390,24 +390,46 @@ fn first_time(seen: &mut u8, bit: u8, key: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Reads the fields of an envelope map whose length was already read.
-fn envelope_fields(r: &mut Reader<'_>, n: usize, what: &str) -> Result<Envelope, DecodeError> {
-    let mut seen = 0u8;
-    let mut msg_type = None;
-    let mut payload = Bytes::new();
-    for _ in 0..n {
-        match r.str("map key")? {
+/// The `msg_type` and `payload` keys of a map being read (an envelope, or a stream item frame).
+#[derive(Default)]
+struct MessageKeys {
+    /// Bit 1: `msg_type` seen; bit 2: `payload` seen; other bits are the caller's.
+    seen: u8,
+    msg_type: Option<String>,
+    payload: Bytes,
+}
+
+impl MessageKeys {
+    /// Reads the value of `key` if it is `msg_type` or `payload`; `Ok(false)` for any other key
+    /// (its value still unread).
+    fn read(&mut self, r: &mut Reader<'_>, key: &str) -> Result<bool, DecodeError> {
+        match key {
             "msg_type" => {
-                first_time(&mut seen, 1, "msg_type")?;
-                msg_type = Some(r.str("msg_type")?.to_owned());
+                first_time(&mut self.seen, 1, "msg_type")?;
+                self.msg_type = Some(r.str("msg_type")?.to_owned());
             }
             "payload" => {
-                first_time(&mut seen, 2, "payload")?;
-                payload = r.bin("payload")?;
+                first_time(&mut self.seen, 2, "payload")?;
+                self.payload = r.bin("payload")?;
             }
-            _ => r.skip(1)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Reads the fields of an envelope map whose length was already read.
+fn envelope_fields(r: &mut Reader<'_>, n: usize, what: &str) -> Result<Envelope, DecodeError> {
+    let mut keys = MessageKeys::default();
+    for _ in 0..n {
+        let key = r.str("map key")?;
+        if !keys.read(r, key)? {
+            r.skip(1)?;
         }
     }
+    let MessageKeys {
+        msg_type, payload, ..
+    } = keys;
     let msg_type =
         msg_type.ok_or_else(|| DecodeError::new(format!("{what}: missing key \"msg_type\"")))?;
     Ok(Envelope { msg_type, payload })
@@ -479,26 +501,20 @@ pub fn decode_reply(body: &Bytes) -> Result<Reply, DecodeError> {
 pub fn decode_frame_body(body: &Bytes) -> Result<StreamFrame, DecodeError> {
     let mut r = Reader::new(body);
     let n = r.map_len("frame")?;
-    let mut seen = 0u8;
-    let mut msg_type = None;
-    let mut payload = Bytes::new();
+    let mut keys = MessageKeys::default();
     let mut other = None;
     for _ in 0..n {
-        match r.str("map key")? {
-            "msg_type" => {
-                first_time(&mut seen, 1, "msg_type")?;
-                msg_type = Some(r.str("msg_type")?.to_owned());
-            }
-            "payload" => {
-                first_time(&mut seen, 2, "payload")?;
-                payload = r.bin("payload")?;
-            }
+        let key = r.str("map key")?;
+        if keys.read(&mut r, key)? {
+            continue;
+        }
+        match key {
             "error" => {
-                first_time(&mut seen, 4, "error")?;
+                first_time(&mut keys.seen, 4, "error")?;
                 other = Some(StreamFrame::Error(error_fields(&mut r)?));
             }
             "end" => {
-                first_time(&mut seen, 8, "end")?;
+                first_time(&mut keys.seen, 8, "end")?;
                 if !r.bool("end")? {
                     return Err(DecodeError::new("frame: \"end\" must be true"));
                 }
@@ -508,6 +524,11 @@ pub fn decode_frame_body(body: &Bytes) -> Result<StreamFrame, DecodeError> {
         }
     }
     r.finish("frame")?;
+    let MessageKeys {
+        seen,
+        msg_type,
+        payload,
+    } = keys;
     match (msg_type, other) {
         (Some(msg_type), None) => Ok(StreamFrame::Item(Envelope { msg_type, payload })),
         (None, Some(frame)) if seen & 2 == 0 => Ok(frame),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
@@ -23,7 +23,7 @@ use pulsing_core::{ActorName, InboundHandler, Message, PulsingError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::WireBody;
+use crate::body::{Collected, WireBody};
 use crate::codec;
 use crate::config::HttpConfig;
 use crate::protocol::{self, Mode};
@@ -486,11 +486,9 @@ enum BodyError {
     Broken(hyper::Error),
 }
 
-/// Reads `body` whole, failing once it passes `max` bytes (never buffering more). The usual body is
-/// one chunk, returned as it came, without a copy.
+/// Reads `body` whole, failing once it passes `max` bytes (never buffering more; see [`Collected`]).
 async fn collect_body(body: &mut Incoming, max: usize) -> Result<Bytes, BodyError> {
-    let mut first = Bytes::new();
-    let mut more: Option<BytesMut> = None;
+    let mut collected = Collected::default();
     while !body.is_end_stream() {
         let Some(frame) = body.frame().await else {
             break;
@@ -499,20 +497,9 @@ async fn collect_body(body: &mut Incoming, max: usize) -> Result<Bytes, BodyErro
         let Ok(chunk) = frame.map_err(BodyError::Broken)?.into_data() else {
             continue;
         };
-        let have = first.len() + more.as_ref().map_or(0, BytesMut::len);
-        if have + chunk.len() > max {
-            return Err(BodyError::TooLarge);
-        }
-        match &mut more {
-            Some(buf) => buf.extend_from_slice(&chunk),
-            None if first.is_empty() => first = chunk,
-            None => {
-                let mut buf = BytesMut::with_capacity(first.len() + chunk.len());
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&chunk);
-                more = Some(buf);
-            }
-        }
+        collected
+            .push(chunk, max)
+            .map_err(|_| BodyError::TooLarge)?;
     }
-    Ok(more.map_or(first, BytesMut::freeze))
+    Ok(collected.finish())
 }
