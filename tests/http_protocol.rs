@@ -17,6 +17,24 @@ use pulsing::{
 
 const MSGPACK: (&str, &str) = ("content-type", "application/msgpack");
 
+/// `POST path` with `envelope(msg_type, payload)` as its msgpack body, through curl.
+async fn post_envelope(
+    node: &Node,
+    version: Curl,
+    path: &str,
+    msg_type: &str,
+    payload: &[u8],
+) -> Resp {
+    curl(
+        version,
+        "POST",
+        &node.url(path),
+        &[MSGPACK],
+        Some(envelope(msg_type, payload)),
+    )
+    .await
+}
+
 fn is_node_id(v: Option<&str>) -> bool {
     v.is_some_and(|v| v.len() == 16 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -26,14 +44,7 @@ async fn curl_single_reply_over_http11_and_h2_prior_knowledge() {
     bounded(async {
         let node = echo_node().await;
         for version in [Curl::Http11, Curl::H2PriorKnowledge] {
-            let r = curl(
-                version,
-                "POST",
-                &node.url("/actor/echo"),
-                &[MSGPACK],
-                Some(envelope("ping", b"hi")),
-            )
-            .await;
+            let r = post_envelope(&node, version, "/actor/echo", "ping", b"hi").await;
             assert_eq!(r.status, 200, "{version:?} {r:?}");
             assert_eq!(r.header("content-type"), Some("application/msgpack"));
             assert!(is_node_id(r.header("x-pulsing-node")), "{r:?}");
@@ -49,14 +60,7 @@ async fn curl_streamed_reply_is_frames_then_end() {
     bounded(async {
         let node = echo_node().await;
         for version in [Curl::Http11, Curl::H2PriorKnowledge] {
-            let r = curl(
-                version,
-                "POST",
-                &node.url("/actor/echo"),
-                &[MSGPACK],
-                Some(envelope("stream", b"3")),
-            )
-            .await;
+            let r = post_envelope(&node, version, "/actor/echo", "stream", b"3").await;
             assert_eq!(r.status, 200, "{r:?}");
             assert_eq!(
                 r.header("content-type"),
@@ -79,12 +83,12 @@ async fn curl_streamed_reply_is_frames_then_end() {
 async fn a_failing_stream_sends_an_error_frame_then_end() {
     bounded(async {
         let node = echo_node().await;
-        let r = curl(
+        let r = post_envelope(
+            &node,
             Curl::H2PriorKnowledge,
-            "POST",
-            &node.url("/actor/echo"),
-            &[MSGPACK],
-            Some(envelope("stream_fail", b"")),
+            "/actor/echo",
+            "stream_fail",
+            b"",
         )
         .await;
         let frames = frames(&r.body);
@@ -257,14 +261,7 @@ async fn every_error_status_carries_its_msgpack_body() {
                 "curl, case {i}: {path} {headers:?}"
             );
         }
-        let r = curl(
-            Curl::Http11,
-            "POST",
-            &node.url("/actor/echo"),
-            &[MSGPACK],
-            Some(envelope("fail", b"")),
-        )
-        .await;
+        let r = post_envelope(&node, Curl::Http11, "/actor/echo", "fail", b"").await;
         assert_eq!(error(&r.body).1, "EchoError: fail requested");
         let r = curl(Curl::Http11, "GET", &node.url("/actor/echo"), &[], None).await;
         assert_eq!(refusal(&r), (405, "bad_request".into()));
@@ -323,14 +320,7 @@ async fn health_metrics_and_actors_answer_plain_clients() {
         .await;
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(String::from_utf8(r.body).unwrap(), r#"["echo","small"]"#);
-        curl(
-            Curl::Http11,
-            "POST",
-            &node.url("/actor/nobody"),
-            &[MSGPACK],
-            Some(envelope("x", b"")),
-        )
-        .await;
+        post_envelope(&node, Curl::Http11, "/actor/nobody", "x", b"").await;
         let r = curl(Curl::Http11, "GET", &node.url("/metrics"), &[], None).await;
         assert!(r
             .header("content-type")
