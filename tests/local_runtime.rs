@@ -224,13 +224,7 @@ async fn a_handler_error_answers_the_caller_and_keeps_the_actor() {
         let system = standalone().await;
         let starts = Arc::new(AtomicU64::new(0));
         let r = system
-            .spawn(
-                Fragile {
-                    value: 0,
-                    starts: starts.clone(),
-                },
-                "fragile",
-            )
+            .spawn(Fragile::new(&starts), "fragile")
             .await
             .unwrap();
         r.ask(Message::single("inc", "")).await.unwrap();
@@ -257,13 +251,7 @@ async fn a_panic_is_a_typed_error_other_actors_are_unaffected_and_never_policy_s
         let system = standalone().await;
         let starts = Arc::new(AtomicU64::new(0));
         let fragile = system
-            .spawn(
-                Fragile {
-                    value: 0,
-                    starts: starts.clone(),
-                },
-                "fragile",
-            )
+            .spawn(Fragile::new(&starts), "fragile")
             .await
             .unwrap();
         let bystander = system.spawn(Echo, "bystander").await.unwrap();

@@ -83,6 +83,16 @@ pub struct Fragile {
     pub starts: Arc<AtomicU64>,
 }
 
+impl Fragile {
+    /// A fresh instance (value 0) counting its starts in `starts`.
+    pub fn new(starts: &Arc<AtomicU64>) -> Fragile {
+        Fragile {
+            value: 0,
+            starts: starts.clone(),
+        }
+    }
+}
+
 impl Actor for Fragile {
     async fn on_start(&mut self, _: &mut Context) -> Result<(), ActorError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
