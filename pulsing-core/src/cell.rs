@@ -413,6 +413,7 @@ async fn finish<A: Actor>(
         }
         answer(shared, env.reply, Err(err));
     }
+    cell.progress.taken.store(0, Ordering::Relaxed);
     if let Exit::Requested = exit {
         let bound = shared.config.shutdown_timeout;
         match timeout(bound, catch(actor.on_stop(&mut ctx))).await {
