@@ -31,6 +31,9 @@
 //! re-exports the same class objects, so `pulsing._pulsing.PulsingError is pulsing.PulsingError`.
 
 #![deny(missing_docs)]
+// Everything here is private to the extension module; its docs are read with
+// `cargo doc --document-private-items`, where these links resolve.
+#![allow(rustdoc::private_intra_doc_links)]
 
 use pyo3::prelude::*;
 
