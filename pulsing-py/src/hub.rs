@@ -118,13 +118,23 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// Registers `fut` (an asyncio future) and returns the number a Tokio task completes it with.
-    pub(crate) fn register(&self, fut: Py<PyAny>) -> u64 {
+    fn register(&self, fut: Py<PyAny>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.futures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, fut);
         id
+    }
+
+    /// Registers `fut`, runs `work` on the module's runtime and completes `fut` with its outcome.
+    pub(crate) fn run<F>(&self, fut: Py<PyAny>, work: F)
+    where
+        F: std::future::Future<Output = Outcome> + Send + 'static,
+    {
+        let id = self.register(fut);
+        let shared = self.shared.clone();
+        crate::runtime::spawn(async move { shared.complete(id, work.await) });
     }
 
     /// Registers `fut` and queues the call `job(id)` that completes it (see [`crate::submit`]).

@@ -17,7 +17,6 @@ use pyo3::prelude::*;
 
 use crate::hub::{Hub, Outcome};
 use crate::proxy::PyProxy;
-use crate::runtime::spawn;
 use crate::submit::Job;
 
 /// Converts a timeout in seconds from Python.
@@ -49,12 +48,8 @@ pub(crate) fn build_system(
     if let Some(t) = ask_timeout {
         builder = builder.ask_timeout(seconds(t)?);
     }
-    let hub = hub.get();
-    let id = hub.register(fut);
-    let shared = hub.shared.clone();
-    spawn(async move {
-        shared.complete(id, Outcome::System(builder.build().await));
-    });
+    hub.get()
+        .run(fut, async move { Outcome::System(builder.build().await) });
     Ok(())
 }
 
@@ -109,50 +104,34 @@ impl NativeSystem {
         actor_id: u64,
     ) {
         let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
         let system = self.system.clone();
-        let proxy = PyProxy::new(actor_id, shared.clone());
-        spawn(async move {
+        let proxy = PyProxy::new(actor_id, hub.shared.clone());
+        hub.run(fut, async move {
             let opts = SpawnOptions::new().public(public);
-            shared.complete(
-                id,
-                Outcome::Spawned(system.spawn_with(proxy, &name, opts).await),
-            );
+            Outcome::Spawned(system.spawn_with(proxy, &name, opts).await)
         });
     }
 
     /// Completes `fut` with a [`NativeRef`] to `name` (local first, then the cluster) or `None`.
     fn find(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, name: String) {
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
         let system = self.system.clone();
-        spawn(async move {
-            shared.complete(id, Outcome::Found(system.find(&name).await));
-        });
+        hub.get()
+            .run(fut, async move { Outcome::Found(system.find(&name).await) });
     }
 
     /// Stops the local actor `name`; completes `fut` with `None`.
     fn stop(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, name: String) {
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
         let system = self.system.clone();
-        spawn(async move {
-            shared.complete(id, Outcome::Unit(system.stop(&name).await));
-        });
+        hub.get()
+            .run(fut, async move { Outcome::Unit(system.stop(&name).await) });
     }
 
     /// Shuts the system down (see `ActorSystem::shutdown`); completes `fut` with `None`.
     fn shutdown(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>) {
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
         let system = self.system.clone();
-        spawn(async move {
+        hub.get().run(fut, async move {
             system.shutdown().await;
-            shared.complete(id, Outcome::Unit(Ok(())));
+            Outcome::Unit(Ok(()))
         });
     }
 
@@ -300,13 +279,9 @@ impl NativeStream {
     /// Completes `fut` with the next item `(msg_type, payload)`, `None` at the end, or the error that
     /// ended the stream (a stream cut short raises rather than ending cleanly).
     fn next(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>) {
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
         let stream = self.inner.clone();
-        spawn(async move {
-            let item = stream.lock().await.next().await;
-            shared.complete(id, Outcome::Item(item));
+        hub.get().run(fut, async move {
+            Outcome::Item(stream.lock().await.next().await)
         });
     }
 }

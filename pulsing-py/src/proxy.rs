@@ -19,7 +19,6 @@ use pulsing::{
 use pyo3::prelude::*;
 
 use crate::hub::{Hub, HubShared, Outcome};
-use crate::runtime::spawn;
 use crate::submit::{Job, Submissions};
 
 /// The core actor standing for the Python actor `actor` (see the module docs).
@@ -149,13 +148,9 @@ impl StreamWriter {
         F: FnOnce(Arc<tokio::sync::Mutex<Option<StreamSender>>>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<(), PulsingError>> + Send + 'static,
     {
-        let hub = hub.get();
-        let id = hub.register(fut);
-        let shared = hub.shared.clone();
         let tx = self.tx.clone();
-        spawn(async move {
-            shared.complete(id, Outcome::Unit(op(tx).await));
-        });
+        hub.get()
+            .run(fut, async move { Outcome::Unit(op(tx).await) });
     }
 }
 
