@@ -159,16 +159,7 @@ impl Registry {
 
     fn put(&mut self, entry: Entry) {
         let node = entry.owner.node;
-        if let Some(old) = self.entries.remove(&node) {
-            for n in old.names.iter().flatten() {
-                if let Some(set) = self.by_name.get_mut(n) {
-                    set.remove(&node);
-                    if set.is_empty() {
-                        self.by_name.remove(n);
-                    }
-                }
-            }
-        }
+        self.take(node);
         for n in entry.names.iter().flatten() {
             self.by_name.entry(n.clone()).or_default().insert(node);
         }
@@ -182,17 +173,23 @@ impl Registry {
             return;
         }
         self.noticed.remove(&node);
-        if let Some(old) = self.entries.remove(&node) {
-            for n in old.names.iter().flatten() {
-                if let Some(set) = self.by_name.get_mut(n) {
-                    set.remove(&node);
-                    if set.is_empty() {
-                        self.by_name.remove(n);
-                    }
-                }
-            }
+        if self.take(node).is_some() {
             self.changed = true;
         }
+    }
+
+    /// Removes `node`'s entry and its names from the name index; returns the entry.
+    fn take(&mut self, node: NodeId) -> Option<Entry> {
+        let old = self.entries.remove(&node)?;
+        for n in old.names.iter().flatten() {
+            if let Some(set) = self.by_name.get_mut(n) {
+                set.remove(&node);
+                if set.is_empty() {
+                    self.by_name.remove(n);
+                }
+            }
+        }
+        Some(old)
     }
 
     /// Keeps only the entries whose owner satisfies `keep` (and our own).
