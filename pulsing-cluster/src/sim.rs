@@ -423,14 +423,7 @@ impl Sim {
                     reason: "connection refused".into(),
                 };
                 let at = now + self.latency();
-                self.push(
-                    at,
-                    Ev::Reply {
-                        inst: from_inst,
-                        peer: to,
-                        result: Err(refused),
-                    },
-                );
+                self.reply(at, from_inst, to, Err(refused));
                 return;
             }
             Some((slot, r)) => {
@@ -442,25 +435,28 @@ impl Sim {
         };
         if self.lost(from, to) {
             let at = sent + self.config.gossip_timeout;
-            self.push(
-                at.max(now),
-                Ev::Reply {
-                    inst: from_inst,
-                    peer: to,
-                    result: Err(PulsingError::Timeout(self.config.gossip_timeout)),
-                },
-            );
+            self.time_out(at.max(now), from_inst, to);
         } else {
             let at = now + self.latency();
-            self.push(
-                at,
-                Ev::Reply {
-                    inst: from_inst,
-                    peer: to,
-                    result: answer,
-                },
-            );
+            self.reply(at, from_inst, to, answer);
         }
+    }
+
+    /// Schedules the answer `result` from `peer` to the sender `inst`.
+    fn reply(
+        &mut self,
+        at: Duration,
+        inst: u64,
+        peer: SocketAddr,
+        result: Result<Bytes, PulsingError>,
+    ) {
+        self.push(at, Ev::Reply { inst, peer, result });
+    }
+
+    /// Schedules the gossip timeout of a packet from `inst` to `peer` that was lost.
+    fn time_out(&mut self, at: Duration, inst: u64, peer: SocketAddr) {
+        let err = PulsingError::Timeout(self.config.gossip_timeout);
+        self.reply(at, inst, peer, Err(err));
     }
 
     fn latency(&mut self) -> Duration {
@@ -531,14 +527,7 @@ impl Sim {
         for t in sends {
             if self.lost(addr, t.to) {
                 let at = now + self.config.gossip_timeout;
-                self.push(
-                    at,
-                    Ev::Reply {
-                        inst,
-                        peer: t.to,
-                        result: Err(PulsingError::Timeout(self.config.gossip_timeout)),
-                    },
-                );
+                self.time_out(at, inst, t.to);
             } else {
                 let at = now + self.latency();
                 self.push(
