@@ -25,6 +25,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::batch::Batch;
 use crate::errors::to_py_err;
 use crate::native::{NativeRef, NativeStream, NativeSystem};
 use crate::proxy::ReplyHandle;
@@ -63,8 +64,7 @@ enum Event {
 
 /// The part of a hub that Tokio tasks hold. `Send + Sync`, holds no Python object.
 pub(crate) struct HubShared {
-    queue: Mutex<Vec<Event>>,
-    wake_pending: AtomicBool,
+    events: Batch<Event>,
     writer: UnixStream,
     closed: AtomicBool,
 }
@@ -75,11 +75,7 @@ impl HubShared {
             // Dropping the event drops a responder too, which answers its asker `Stopped`.
             return;
         }
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(ev);
-        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+        if self.events.push(ev) {
             // A full socket buffer means a wake-up byte is already waiting: nothing to do.
             let _ = (&self.writer).write(&[1]);
         }
@@ -254,8 +250,7 @@ impl Hub {
             })?;
         }
         let shared = Arc::new(HubShared {
-            queue: Mutex::new(Vec::new()),
-            wake_pending: AtomicBool::new(false),
+            events: Batch::default(),
             writer,
             closed: AtomicBool::new(false),
         });
@@ -282,9 +277,9 @@ impl Hub {
     /// Called by the loop when `fileno()` is readable; never blocks. An error raised by one event's
     /// callback is reported as unraisable and does not stop the others.
     fn drain(&self, py: Python<'_>) {
-        // Order matters: consume the wake-up bytes, then clear the flag, then take the queue. A push
-        // that sees the flag clear writes a fresh byte that this drain does not consume, so the loop
-        // wakes again; a push that saw it set was queued before the take.
+        // Order matters: consume the wake-up bytes, then take the events (which clears the pending
+        // wake-up first). A push after that writes a fresh byte that this drain does not consume, so
+        // the loop wakes again.
         let mut sink = [0u8; 64];
         loop {
             match (&self.reader).read(&mut sink) {
@@ -293,9 +288,8 @@ impl Hub {
                 _ => break,
             }
         }
-        self.shared.wake_pending.store(false, Ordering::SeqCst);
-        let events =
-            std::mem::take(&mut *self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut events = Vec::new();
+        self.shared.events.take_into(&mut events);
         for ev in events {
             let result = match ev {
                 Event::Done { id, outcome } => self.resolve(py, id, outcome),
@@ -318,11 +312,7 @@ impl Hub {
     fn close(&self, py: Python<'_>) {
         self.submissions.close();
         self.shared.closed.store(true, Ordering::Release);
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.shared.events.clear();
         let waiting = std::mem::take(&mut *self.futures.lock().unwrap_or_else(|p| p.into_inner()));
         for fut in waiting.into_values() {
             let fut = fut.bind(py);

@@ -37,6 +37,7 @@
 
 use pyo3::prelude::*;
 
+mod batch;
 mod errors;
 mod hub;
 mod native;

@@ -17,12 +17,13 @@
 //! does not change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pulsing::{ActorError, ActorRef, Message, Responder};
 use tokio::sync::Notify;
 
+use crate::batch::Batch;
 use crate::hub::{HubShared, Outcome};
 
 /// One call from Python, completing the future registered in the hub under `id`.
@@ -76,10 +77,7 @@ impl Job {
 /// The queue of calls not yet started (see the module docs). `Send + Sync`, holds no Python object.
 #[derive(Default)]
 pub(crate) struct Submissions {
-    queue: Mutex<Vec<Job>>,
-    /// Set by the push that woke [`run`], cleared by `run` just before it takes the queue: while it is
-    /// set, a push needs no wake-up of its own.
-    wake_pending: AtomicBool,
+    jobs: Batch<Job>,
     wake: Notify,
     closed: AtomicBool,
 }
@@ -92,11 +90,7 @@ impl Submissions {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(job);
-        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+        if self.jobs.push(job) {
             // Stores a permit if `run` is busy, so it goes round once more and sees the job.
             self.wake.notify_one();
         }
@@ -105,7 +99,7 @@ impl Submissions {
     /// Stops [`run`] and drops the calls not yet started.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.jobs.clear();
         self.wake.notify_one();
     }
 }
@@ -119,13 +113,7 @@ pub(crate) async fn run(subs: Arc<Submissions>, hub: Arc<HubShared>) {
         if subs.closed.load(Ordering::Acquire) {
             return;
         }
-        // Clear the flag before taking the queue: a push that sees it clear wakes us again, one that
-        // saw it set queued its job before the take below.
-        subs.wake_pending.store(false, Ordering::SeqCst);
-        std::mem::swap(
-            &mut batch,
-            &mut *subs.queue.lock().unwrap_or_else(|p| p.into_inner()),
-        );
+        subs.jobs.take_into(&mut batch);
         for job in batch.drain(..) {
             match job {
                 Job::Answer(responder, result) => responder.send(result),
