@@ -59,6 +59,15 @@ pub(crate) struct Progress {
     pub(crate) taken: AtomicUsize,
 }
 
+impl Progress {
+    /// Counts one handled message. Only the actor's task writes the counter: a plain load and
+    /// store, no locked instruction.
+    fn count_handled(&self) {
+        let handled = self.handled.load(Ordering::Relaxed);
+        self.handled.store(handled + 1, Ordering::Relaxed);
+    }
+}
+
 /// Everything shared between an actor's task and the refs pointing at it.
 pub(crate) struct LocalCell {
     /// Distinguishes this incarnation from a later actor spawned under the same name.
@@ -251,8 +260,7 @@ async fn message_loop<A: Actor>(
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 actor.forward(msg, responder, ctx);
             }));
-            let handled = cell.progress.handled.load(Ordering::Relaxed);
-            cell.progress.handled.store(handled + 1, Ordering::Relaxed);
+            cell.progress.count_handled();
             if let Err(panic) = r {
                 // The responder was dropped while unwinding: its caller got `Stopped`.
                 shared.counters.panics.fetch_add(1, Ordering::Relaxed);
@@ -282,9 +290,7 @@ async fn message_loop<A: Actor>(
                 }
             }
         };
-        // Only this task writes the counter: a plain load and store, no locked instruction.
-        let handled = cell.progress.handled.load(Ordering::Relaxed);
-        cell.progress.handled.store(handled + 1, Ordering::Relaxed);
+        cell.progress.count_handled();
 
         match outcome {
             None => {
