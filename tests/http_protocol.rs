@@ -103,6 +103,57 @@ async fn a_failing_stream_sends_an_error_frame_then_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_detail_arrives_in_error_bodies_and_stream_error_frames() {
+    bounded(async {
+        let node = echo_node().await;
+        for version in [Curl::Http11, Curl::H2PriorKnowledge] {
+            let r = post_envelope(&node, version, "/actor/echo", "fail_detail", b"").await;
+            assert_eq!(r.status, 500, "{r:?}");
+            let body = value(&r.body);
+            assert_eq!(
+                error(&r.body),
+                ("actor_error".into(), "EchoError: fail requested".into())
+            );
+            assert_eq!(error_detail(&body).as_deref(), Some(DETAIL));
+        }
+        let r = hyper_request(
+            node.addr,
+            true,
+            "POST",
+            "/actor/echo",
+            &[MSGPACK],
+            envelope("stream_fail_detail", b""),
+        )
+        .await;
+        let frames = frames(&r.body);
+        assert_eq!(frames.len(), 3, "{frames:?}");
+        assert_eq!(
+            get(get(&frames[1], "error"), "kind").as_str(),
+            Some("actor_error")
+        );
+        assert_eq!(error_detail(&frames[1]).as_deref(), Some(DETAIL));
+        assert_eq!(get(&frames[2], "end").as_bool(), Some(true));
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_without_detail_has_no_detail_key() {
+    bounded(async {
+        let node = echo_node().await;
+        let r = post_envelope(&node, Curl::H2PriorKnowledge, "/actor/echo", "fail", b"").await;
+        assert_eq!(r.status, 500, "{r:?}");
+        assert_eq!(error_detail(&value(&r.body)), None);
+        let r = post_envelope(&node, Curl::H2PriorKnowledge, "/actor/nobody", "ping", b"").await;
+        assert_eq!(r.status, 404, "{r:?}");
+        assert_eq!(error_detail(&value(&r.body)), None);
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_tell_is_202_with_an_empty_body() {
     bounded(async {
         let node = echo_node().await;

@@ -4,11 +4,16 @@
 #[path = "support/http.rs"]
 mod http_support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_support::*;
 use pulsing::http::{HttpConfig, HttpTransport};
-use pulsing::{ActorName, Message, NodeId, PulsingError, RemoteTarget, Transport};
+use pulsing::{
+    Actor, ActorError, ActorName, Context, Message, NodeId, PulsingError, RemoteTarget, Responder,
+    SpawnOptions, Transport,
+};
+use tokio::sync::Semaphore;
 
 async fn caller(ask_timeout: Duration) -> pulsing::ActorSystem {
     system(test_config(), ask_timeout).await
@@ -292,6 +297,125 @@ async fn streamed_requests_are_refused_before_sending() {
         let e = echo.ask(Message::stream(s)).await.unwrap_err();
         assert!(e.is_bad_message(), "{e}");
         assert_eq!(kind(&e), "bad_request");
+        me.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_actor_error_keeps_its_type_message_and_detail() {
+    bounded(async {
+        let node = echo_node().await;
+        let me = caller(Duration::from_secs(10)).await;
+        let echo = me.remote_ref(node.addr, "echo").unwrap();
+        let check = |e: &PulsingError| match e {
+            PulsingError::Actor(a) => {
+                assert_eq!(a.type_name(), Some("EchoError"));
+                assert_eq!(a.message(), "fail requested");
+                assert_eq!(a.detail(), Some(DETAIL));
+                assert_eq!(e.wire_detail(), Some(DETAIL));
+            }
+            other => panic!("{other:?}"),
+        };
+        let e = echo
+            .ask(Message::single("fail_detail", ""))
+            .await
+            .unwrap_err();
+        check(&e);
+        let mut stream = echo
+            .ask_stream(Message::single("stream_fail_detail", ""))
+            .await
+            .unwrap();
+        assert!(stream.next().await.unwrap().is_ok());
+        check(&stream.next().await.unwrap().unwrap_err());
+        // Without a detail there is none at the caller either.
+        match echo.ask(Message::single("fail", "")).await.unwrap_err() {
+            PulsingError::Actor(a) => assert_eq!(a.detail(), None),
+            other => panic!("{other:?}"),
+        }
+        me.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}
+
+/// Answers every message through its responder with `Stopped`, as a forwarding actor whose handler
+/// went away does.
+struct Refuser;
+
+impl Actor for Refuser {
+    const FORWARDS: bool = true;
+
+    async fn receive(&mut self, _: Message, _: &mut Context) -> Result<Message, ActorError> {
+        unreachable!("FORWARDS actors get forward() instead")
+    }
+
+    async fn forward(&mut self, _: Message, reply: Responder, _: &mut Context) {
+        reply.fail(PulsingError::Stopped("refuser".into()));
+    }
+}
+
+/// Signals each message it starts on, then never finishes it.
+struct Stuck {
+    entered: Arc<Semaphore>,
+}
+
+impl Actor for Stuck {
+    async fn receive(&mut self, _: Message, _: &mut Context) -> Result<Message, ActorError> {
+        self.entered.add_permits(1);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_answer_reaches_a_remote_caller_as_503_stopped() {
+    bounded(async {
+        let node = echo_node().await;
+        let public = SpawnOptions::new().public(true);
+        node.system
+            .spawn_with(Refuser, "refuser", public.clone())
+            .await
+            .unwrap();
+        let me = caller(Duration::from_secs(10)).await;
+
+        let e = me
+            .remote_ref(node.addr, "refuser")
+            .unwrap()
+            .ask(Message::single("ping", ""))
+            .await
+            .unwrap_err();
+        assert!(e.is_stopped(), "{e}");
+        assert!(matches!(e, PulsingError::Stopped(_)), "{e:?}");
+        let r = hyper_request(
+            node.addr,
+            true,
+            "POST",
+            "/actor/refuser",
+            &[("content-type", "application/msgpack")],
+            envelope("ping", b""),
+        )
+        .await;
+        assert_eq!(r.status, 503, "{r:?}");
+        assert_eq!(error(&r.body).0, "stopped");
+
+        // A handler cut off by `stop` (after the shutdown timeout) answers its remote caller the same.
+        let entered = Arc::new(Semaphore::new(0));
+        let stuck = Stuck {
+            entered: entered.clone(),
+        };
+        node.system
+            .spawn_with(stuck, "stuck", public)
+            .await
+            .unwrap();
+        let remote = me.remote_ref(node.addr, "stuck").unwrap();
+        let ask = tokio::spawn(async move { remote.ask(Message::single("ping", "")).await });
+        entered.acquire().await.unwrap().forget();
+        node.system.stop("stuck").await.unwrap();
+        let e = ask.await.unwrap().unwrap_err();
+        assert!(e.is_stopped(), "{e}");
+        assert_eq!(kind(&e), "stopped");
+
         me.shutdown().await;
         node.system.shutdown().await;
     })

@@ -635,7 +635,7 @@ impl Actor for Deferred {
         unreachable!("FORWARDS actors get forward() instead")
     }
 
-    fn forward(&mut self, msg: Message, reply: pulsing::Responder, _: &mut Context) {
+    async fn forward(&mut self, msg: Message, reply: pulsing::Responder, _: &mut Context) {
         match msg.msg_type() {
             Some("flush") => {
                 for (m, r) in self.0.drain(..) {

@@ -91,6 +91,8 @@ pub(crate) struct Node {
     join_deadline: Duration,
     join_errors: BTreeMap<SocketAddr, String>,
     left: bool,
+    /// Set as [`leave`](Self::leave) starts: foca's `Defunct` is then our own leave, not a death.
+    leaving: bool,
     rng: SmallRng,
     /// Suspicion timeout and transmissions foca is configured with.
     sizing: (Duration, u8),
@@ -127,6 +129,7 @@ impl Node {
             join_deadline: now,
             join_errors: BTreeMap::new(),
             left: false,
+            leaving: false,
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             config,
             #[cfg(any(test, feature = "sim"))]
@@ -544,6 +547,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.leaving = true;
         let _ = self.foca.leave_cluster(&mut self.fx);
         for _ in 0..2 {
             let _ = self.foca.gossip(&mut self.fx);
@@ -666,6 +670,10 @@ impl Node {
                     if let Some(entry) = entry {
                         let _ = self.foca.add_broadcast(&entry.broadcast_item());
                     }
+                }
+                // Our own leave ends in `Defunct` too: that one is expected.
+                OwnedNotification::Defunct if self.leaving => {
+                    tracing::debug!("left the cluster");
                 }
                 OwnedNotification::Defunct => {
                     tracing::warn!("this node was declared down and cannot rejoin");

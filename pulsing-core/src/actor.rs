@@ -70,18 +70,35 @@ pub trait Actor: Send + 'static {
     const FORWARDS: bool = false;
 
     /// Called instead of [`receive`](Self::receive) when [`FORWARDS`](Self::FORWARDS) is `true`: takes
-    /// the message and its [`Responder`] and returns at once; the actor answers through the responder
-    /// whenever it is ready, possibly after later messages have been forwarded.
+    /// the message and its [`Responder`]; the actor answers through the responder whenever it is
+    /// ready, possibly after later messages have been forwarded.
     ///
     /// This is for actors whose real handler runs elsewhere and keeps its own per-actor queue (the
     /// Python bindings hand messages to an asyncio loop this way, many per wake-up). Such an actor is
-    /// then responsible for handling messages one at a time and in order. A panic here counts as a
-    /// handler panic; the responder answers `Stopped`.
-    fn forward(&mut self, msg: Message, reply: Responder, ctx: &mut Context) {
+    /// then responsible for handling messages one at a time and in order.
+    ///
+    /// The runtime takes the next message only once the returned future completes, so a forwarding
+    /// actor whose own queue is full waits here for room: meanwhile messages stay in this actor's
+    /// bounded mailbox, and senders wait for room there at most the system's mailbox wait and then
+    /// fail with [`PulsingError::MailboxFull`](crate::PulsingError::MailboxFull), exactly as for an
+    /// actor that handles its messages itself. Return as soon as the message is handed over; the
+    /// answer need not be given before.
+    ///
+    /// The wait is bounded like a handler's: a stop request lets it go on until the stop deadline,
+    /// then the future is dropped and the responder (if it was not handed over) answers
+    /// [`Stopped`](crate::PulsingError::Stopped). A panic counts as a handler panic (the actor's
+    /// [`RestartPolicy`] applies) and the responder answers `Stopped`.
+    fn forward(
+        &mut self,
+        msg: Message,
+        reply: Responder,
+        ctx: &mut Context,
+    ) -> impl Future<Output = ()> + Send {
         let _ = (msg, ctx);
         reply.fail(crate::PulsingError::Config(
             "Actor::FORWARDS is set but forward() is not implemented".into(),
         ));
+        async {}
     }
 
     /// Runs once when the actor stops (by `stop`, `Context::stop`, system shutdown, or after
@@ -124,7 +141,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// This actor's name.
+    /// This actor's name; for an anonymous actor, its generated id.
     pub fn name(&self) -> &ActorName {
         &self.name
     }

@@ -15,6 +15,8 @@ use crate::name::ActorName;
 use crate::stats::InFlight;
 use crate::system::Shared;
 use crate::transport::{RemoteTarget, Transport};
+use crate::visibility::{self, Visibility};
+use crate::wire_ref::WireRef;
 
 /// A handle to an actor, local or on another node, with one API for both.
 ///
@@ -70,7 +72,7 @@ impl ActorRef {
         }
     }
 
-    /// The actor's name.
+    /// The actor's name; for an anonymous actor, its generated id.
     pub fn name(&self) -> &ActorName {
         match &self.inner {
             RefInner::Local(c) => &c.name,
@@ -81,6 +83,45 @@ impl ActorRef {
     /// Whether the actor runs in this process.
     pub fn is_local(&self) -> bool {
         matches!(self.inner, RefInner::Local(_))
+    }
+
+    /// Who can reach the actor. For a local actor, as it was spawned. A remote ref is to an actor
+    /// served to other nodes: [`Visibility::Anonymous`] if its name is an anonymous id (`anon.`, a
+    /// prefix no named actor may use), else [`Visibility::Public`].
+    ///
+    /// Callers that send refs to other nodes check this: a [`Visibility::Private`] ref works only in
+    /// this process (another node would get `not_found`).
+    pub fn visibility(&self) -> Visibility {
+        match &self.inner {
+            RefInner::Local(c) => c.visibility,
+            RefInner::Remote(r) if visibility::is_anonymous_id(r.target.name.as_str()) => {
+                Visibility::Anonymous
+            }
+            RefInner::Remote(_) => Visibility::Public,
+        }
+    }
+
+    /// Whether the actor is anonymous (see
+    /// [`ActorSystem::spawn_anonymous`](crate::ActorSystem::spawn_anonymous)).
+    pub fn is_anonymous(&self) -> bool {
+        self.visibility() == Visibility::Anonymous
+    }
+
+    /// The three fields that stand for this ref inside a payload (see [`WireRef`]): the advertise
+    /// address and boot id of the actor's node, and its name or anonymous id.
+    pub fn wire_ref(&self) -> WireRef {
+        match &self.inner {
+            RefInner::Local(c) => WireRef {
+                addr: c.shared.advertised.get().copied(),
+                node: Some(c.shared.node_id),
+                id: c.name.clone(),
+            },
+            RefInner::Remote(r) => WireRef {
+                addr: Some(r.target.addr),
+                node: r.target.node,
+                id: r.target.name.clone(),
+            },
+        }
     }
 
     /// The remote actor's node, `None` for a local actor.

@@ -17,6 +17,7 @@ use crate::mailbox::{Envelope, Inbox, MailboxSender, ReplyTo};
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::system::Shared;
+use crate::visibility::Visibility;
 
 /// A one-shot flag that tasks can wait on.
 #[derive(Default)]
@@ -72,8 +73,9 @@ impl Progress {
 pub(crate) struct LocalCell {
     /// Distinguishes this incarnation from a later actor spawned under the same name.
     pub(crate) id: u64,
+    /// The actor's name, or for an anonymous actor its generated id.
     pub(crate) name: ActorName,
-    pub(crate) public: bool,
+    pub(crate) visibility: Visibility,
     pub(crate) mailbox: MailboxSender,
     pub(crate) shared: Arc<Shared>,
     /// Counters only the actor's task writes.
@@ -87,14 +89,14 @@ impl LocalCell {
     pub(crate) fn new(
         id: u64,
         name: ActorName,
-        public: bool,
+        visibility: Visibility,
         mailbox: MailboxSender,
         shared: Arc<Shared>,
     ) -> LocalCell {
         LocalCell {
             id,
             name,
-            public,
+            visibility,
             mailbox,
             shared,
             progress: Progress::default(),
@@ -196,10 +198,6 @@ async fn message_loop<A: Actor>(
     let shared = &*cell.shared;
     // Set once a stop is requested: the mailbox is closed and queued work must finish by then.
     let mut deadline: Option<Instant> = None;
-    let begin_stop = |inbox: &mut Inbox| {
-        inbox.close();
-        cell.stop_deadline()
-    };
     loop {
         let env = match deadline {
             Some(d) => {
@@ -218,7 +216,7 @@ async fn message_loop<A: Actor>(
                 if cell.stop_requested.is_set() {
                     // Noticed here too, not only while idle: under a steady stream of messages the
                     // mailbox is never empty, and the stop must still close it.
-                    deadline = Some(begin_stop(inbox));
+                    deadline = Some(begin_stop(cell, inbox));
                     continue;
                 }
                 match inbox.next_taken() {
@@ -233,7 +231,7 @@ async fn message_loop<A: Actor>(
                             None => return Exit::Requested,
                         },
                         () = cell.stop_requested.wait() => {
-                            deadline = Some(begin_stop(inbox));
+                            deadline = Some(begin_stop(cell, inbox));
                             continue;
                         }
                     },
@@ -257,19 +255,29 @@ async fn message_loop<A: Actor>(
                 reply,
                 cell: cell.clone(),
             };
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                actor.forward(msg, responder, ctx);
-            }));
+            let outcome = until_stopped(
+                actor.forward(msg, responder, ctx),
+                cell,
+                inbox,
+                &mut deadline,
+            )
+            .await;
             cell.progress.count_handled();
-            if let Err(panic) = r {
-                // The responder was dropped while unwinding: its caller got `Stopped`.
-                shared.counters.panics.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(actor = %cell.name, "forward panicked: {}", panic_message(&*panic));
-                let OnRestart::Continue =
-                    restart(actor, source, cell, ctx, policy, &mut deadline, inbox).await
-                else {
-                    return Exit::Broken;
-                };
+            match outcome {
+                // The deadline passed while `forward` waited: dropping its future dropped the
+                // responder, which answered `Stopped`.
+                None => return Exit::Requested,
+                Some(Ok(())) => {}
+                Some(Err(panic)) => {
+                    // The responder was dropped while unwinding: its caller got `Stopped`.
+                    shared.counters.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(actor = %cell.name, "forward panicked: {}", panic_message(&*panic));
+                    let OnRestart::Continue =
+                        restart(actor, source, cell, ctx, policy, &mut deadline, inbox).await
+                    else {
+                        return Exit::Broken;
+                    };
+                }
             }
             if ctx.stop_requested {
                 return Exit::Requested;
@@ -277,19 +285,7 @@ async fn message_loop<A: Actor>(
             continue;
         }
 
-        let outcome = {
-            let mut handler = pin!(catch(actor.receive(msg, ctx)));
-            loop {
-                match deadline {
-                    Some(d) => break timeout_at(d, &mut handler).await.ok(),
-                    None => tokio::select! {
-                        biased;
-                        r = &mut handler => break Some(r),
-                        () = cell.stop_requested.wait() => deadline = Some(begin_stop(inbox)),
-                    },
-                }
-            }
-        };
+        let outcome = until_stopped(actor.receive(msg, ctx), cell, inbox, &mut deadline).await;
         cell.progress.count_handled();
 
         match outcome {
@@ -320,6 +316,34 @@ async fn message_loop<A: Actor>(
         }
         if ctx.stop_requested {
             return Exit::Requested;
+        }
+    }
+}
+
+/// Closes the mailbox on a stop request and returns the deadline queued work must meet.
+fn begin_stop(cell: &LocalCell, inbox: &mut Inbox) -> Instant {
+    inbox.close();
+    cell.stop_deadline()
+}
+
+/// Runs one handler future to completion, catching a panic, unless a stop deadline passes first:
+/// then the future is dropped and `None` returned. A stop requested meanwhile sets `deadline` (and
+/// closes the mailbox) without interrupting the handler before it.
+async fn until_stopped<F: std::future::Future>(
+    handler: F,
+    cell: &LocalCell,
+    inbox: &mut Inbox,
+    deadline: &mut Option<Instant>,
+) -> Option<Caught<F::Output>> {
+    let mut handler = pin!(catch(handler));
+    loop {
+        match *deadline {
+            Some(d) => break timeout_at(d, &mut handler).await.ok(),
+            None => tokio::select! {
+                biased;
+                r = &mut handler => break Some(r),
+                () = cell.stop_requested.wait() => *deadline = Some(begin_stop(cell, inbox)),
+            },
         }
     }
 }
@@ -429,7 +453,7 @@ async fn finish<A: Actor>(
         }
     }
     drop(actor);
-    if registered && cell.public {
+    if registered && cell.visibility == Visibility::Public {
         system.unpublish(&cell.name).await;
     }
     cell.stopped.set();
@@ -437,8 +461,9 @@ async fn finish<A: Actor>(
 
 /// The reply slot of one message, for actors that answer later (see [`Actor::forward`]).
 ///
-/// Answer once with [`send`](Self::send) or [`fail`](Self::fail). Dropping it unanswered answers an
-/// ask with [`PulsingError::Stopped`], so no asker is left waiting. For a told message there is nobody
+/// Answer once with [`send`](Self::send) or [`fail`](Self::fail), or, once the asker gave up, drop it
+/// with [`expire`](Self::expire). Dropping it unanswered answers an ask with
+/// [`PulsingError::Stopped`], so no asker is left waiting. For a told message there is nobody
 /// to answer: an error sent to it is counted and logged, like a failing `receive` of a tell.
 pub struct Responder {
     reply: Option<ReplyTo>,
@@ -469,6 +494,20 @@ impl Responder {
     /// [`PulsingError::Stopped`]).
     pub fn fail(mut self, err: PulsingError) {
         answer(&self.cell.shared, self.reply.take(), Err(err));
+    }
+
+    /// Drops an ask whose caller already gave up ([`is_closed`](Self::is_closed)) without answering
+    /// or handling it, and counts it in [`SystemStats::expired_asks`](crate::SystemStats::expired_asks),
+    /// as the runtime does for an expired ask it finds in a mailbox. A caller still waiting gets
+    /// [`PulsingError::Stopped`]. For a told message it only drops the message.
+    pub fn expire(mut self) {
+        if self.reply.take().is_some() {
+            self.cell
+                .shared
+                .counters
+                .expired_asks
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub enum PulsingError {
     #[error("actor {0} stopped before handling the message")]
     Stopped(String),
     /// The handler returned an error. The message was delivered and handled; the actor keeps running.
+    /// The [`ActorError`] keeps its type name and detail across the wire.
     #[error("actor error: {0}")]
     Actor(ActorError),
     /// The handler panicked. The message was delivered; the actor was restarted or stopped according to
@@ -185,13 +186,39 @@ impl PulsingError {
         }
     }
 
+    /// The free-text detail sent with this error on the wire (protocol.md §5): the
+    /// [`ActorError::detail`] of a handler error, `None` for every other error.
+    pub fn wire_detail(&self) -> Option<&str> {
+        match self {
+            PulsingError::Actor(e) => e.detail(),
+            _ => None,
+        }
+    }
+
     /// Rebuilds an error received from a peer as `{"kind": kind, "message": message}`.
     ///
     /// `actor_error` becomes [`PulsingError::Actor`] whose [`ActorError::type_name`] is the part of the
     /// message before the first `": "` when it looks like a type name (the form [`ActorError`] displays
     /// itself in). Unknown kinds become [`PulsingError::Other`] so nothing is lost.
     pub fn from_wire(kind: &str, message: impl Into<String>) -> PulsingError {
+        PulsingError::from_wire_detail(kind, message, None)
+    }
+
+    /// Like [`from_wire`](Self::from_wire), for an error that came with the optional `detail` field.
+    ///
+    /// The detail is kept on an `actor_error` (as [`ActorError::detail`]), the one kind that carries
+    /// it; for any other kind it is dropped, as those errors have no place for it.
+    pub fn from_wire_detail(
+        kind: &str,
+        message: impl Into<String>,
+        detail: Option<String>,
+    ) -> PulsingError {
         let message = message.into();
+        if kind == "actor_error" {
+            let mut e = ActorError::parse_display(&message);
+            e.detail = detail;
+            return PulsingError::Actor(e);
+        }
         match kind {
             "not_found" => PulsingError::NotFound(message),
             "timeout" => PulsingError::Other {
@@ -201,7 +228,6 @@ impl PulsingError {
             },
             "overloaded" => PulsingError::MailboxFull(message),
             "stopped" => PulsingError::Stopped(message),
-            "actor_error" => PulsingError::Actor(ActorError::parse_display(&message)),
             "bad_request" => PulsingError::BadMessage(message),
             "too_large" => PulsingError::TooLarge(message),
             "unreachable" => PulsingError::NodeUnreachable {
@@ -264,7 +290,8 @@ impl PulsingError {
     }
 }
 
-/// What a handler returns when it fails: a message and, optionally, the name of the error's type.
+/// What a handler returns when it fails: a message and, optionally, the name of the error's type and
+/// a free-text detail (such as a traceback).
 ///
 /// The actor keeps running after a handler returns an error; the caller receives
 /// [`PulsingError::Actor`]. Any `std::error::Error` converts into it, so `?` works inside handlers:
@@ -284,6 +311,7 @@ impl PulsingError {
 pub struct ActorError {
     type_name: Option<String>,
     message: String,
+    detail: Option<String>,
 }
 
 impl ActorError {
@@ -292,6 +320,7 @@ impl ActorError {
         ActorError {
             type_name: None,
             message: message.into(),
+            detail: None,
         }
     }
 
@@ -300,6 +329,7 @@ impl ActorError {
         ActorError {
             type_name: Some(type_name.into()),
             message: message.into(),
+            detail: None,
         }
     }
 
@@ -311,6 +341,28 @@ impl ActorError {
     /// The error's message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// This error with a free-text `detail`, e.g. the handler's traceback. The detail crosses the wire
+    /// next to the message (the `detail` field of protocol.md §5), so a remote caller sees it too; it
+    /// is not part of [`Display`](fmt::Display), which stays one line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pulsing_core::ActorError;
+    /// let e = ActorError::with_type("ValueError", "bad input").with_detail("Traceback ...");
+    /// assert_eq!(e.detail(), Some("Traceback ..."));
+    /// assert_eq!(e.to_string(), "ValueError: bad input");
+    /// ```
+    pub fn with_detail(mut self, detail: impl Into<String>) -> ActorError {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The free-text detail, if the handler gave one (see [`with_detail`](Self::with_detail)).
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// Parses the `Type: message` form written by `Display`; a prefix counts as a type name only if it
@@ -371,6 +423,26 @@ mod tests {
             let back = PulsingError::from_wire(e.kind().as_str(), e.wire_message());
             assert_eq!(back, e, "kind {}", e.kind());
         }
+    }
+
+    #[test]
+    fn a_detail_round_trips_on_actor_errors_only() {
+        let e =
+            PulsingError::Actor(ActorError::with_type("KeyError", "k").with_detail("trace\nback"));
+        assert_eq!(e.wire_detail(), Some("trace\nback"));
+        let back = PulsingError::from_wire_detail(
+            e.kind().as_str(),
+            e.wire_message(),
+            e.wire_detail().map(str::to_owned),
+        );
+        assert_eq!(back, e);
+        let not_found = PulsingError::from_wire_detail("not_found", "a", Some("ignored".into()));
+        assert_eq!(not_found, PulsingError::NotFound("a".into()));
+        assert_eq!(not_found.wire_detail(), None);
+        assert_eq!(
+            PulsingError::from_wire("actor_error", "x").wire_detail(),
+            None
+        );
     }
 
     #[test]

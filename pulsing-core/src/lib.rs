@@ -11,7 +11,9 @@
 //! - [`Actor`]: state plus an `async fn receive`, run one message at a time, in arrival order.
 //! - [`Message`]: a single `(msg_type, payload)` or a bounded [`MessageStream`] with an explicit end.
 //! - [`ActorRef`]: `ask`, `ask_stream`, `tell`, `try_tell`; the same calls for local and remote actors.
-//! - [`ActorSystem`]: `spawn` (public or private), `find`, `has_actor`, `stop`, `shutdown`.
+//!   A ref can travel inside a msgpack payload as an extension value ([`WireRef`]).
+//! - [`ActorSystem`]: `spawn` (public or private), `spawn_anonymous` (no name, reachable through its
+//!   ref; see [`Visibility`]), `find`, `has_actor`, `stop`, `shutdown`.
 //! - Mailboxes are bounded; see [`mailbox`] for the exact back-pressure contract.
 //!
 //! # Delivery promise
@@ -83,6 +85,8 @@ mod name;
 mod stats;
 mod system;
 mod transport;
+mod visibility;
+mod wire_ref;
 
 pub use actor::{Actor, Context, RestartPolicy};
 pub use actor_ref::ActorRef;
@@ -98,6 +102,8 @@ pub use name::{ActorName, MAX_NAME_LEN};
 pub use stats::SystemStats;
 pub use system::{ActorSystem, SpawnOptions};
 pub use transport::{InboundHandler, NoTransport, NodeId, RemoteTarget, Transport};
+pub use visibility::{Visibility, ANONYMOUS_PREFIX};
+pub use wire_ref::{WireRef, REF_EXT_TYPE};
 
 /// Re-exported so implementors of [`Transport`] and [`Membership`] use the same version.
 pub use async_trait::async_trait;

@@ -24,11 +24,17 @@ use crate::message::Message;
 use crate::name::ActorName;
 use crate::stats::{Counters, SystemStats};
 use crate::transport::{InboundHandler, NodeId, RemoteTarget, Transport};
+use crate::visibility::{self, Visibility};
 
-/// Configuration and counters shared by the system, its actors and its refs.
+/// Configuration, counters and identity shared by the system, its actors and its refs.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) counters: Counters,
+    /// This run's boot id.
+    pub(crate) node_id: NodeId,
+    /// The address peers reach this node at, set once the transport serves; unset when standalone.
+    /// Here rather than on the system so that a ref can name its node (see `wire_ref`).
+    pub(crate) advertised: OnceLock<SocketAddr>,
 }
 
 /// How to spawn an actor: visibility, mailbox size, restart policy.
@@ -76,6 +82,19 @@ impl SpawnOptions {
     }
 }
 
+/// Validates the name of a named actor: the rules of [`ActorName`], and not in the namespace of
+/// anonymous ids (so that an `anon.` id always means an actor nobody can find by name).
+fn named(name: &str) -> Result<ActorName, PulsingError> {
+    let name = ActorName::new(name)?;
+    if visibility::is_anonymous_id(name.as_str()) {
+        return Err(PulsingError::InvalidName {
+            name: name.to_string(),
+            reason: "names starting with \"anon.\" are reserved for anonymous actors",
+        });
+    }
+    Ok(name)
+}
+
 struct Entry {
     cell: Arc<LocalCell>,
     task: Option<AbortHandle>,
@@ -83,9 +102,7 @@ struct Entry {
 
 pub(crate) struct SystemInner {
     pub(crate) shared: Arc<Shared>,
-    node_id: NodeId,
     addr: OnceLock<SocketAddr>,
-    advertised: OnceLock<SocketAddr>,
     transport: Arc<dyn Transport>,
     membership: Arc<dyn Membership>,
     actors: RwLock<HashMap<ActorName, Entry>>,
@@ -143,10 +160,10 @@ impl ActorSystem {
             shared: Arc::new(Shared {
                 config,
                 counters: Counters::default(),
+                node_id,
+                advertised: OnceLock::new(),
             }),
-            node_id,
             addr: OnceLock::new(),
-            advertised: OnceLock::new(),
             transport: transport.clone(),
             membership: membership.clone(),
             actors: RwLock::new(HashMap::new()),
@@ -162,7 +179,7 @@ impl ActorSystem {
                 Some(a) => a,
                 None => crate::advertise::advertise_for(bound, &seeds).await,
             };
-            let _ = inner.advertised.set(advertised);
+            let _ = inner.shared.advertised.set(advertised);
             addr = Some(advertised);
         }
         let system = ActorSystem { inner };
@@ -199,12 +216,12 @@ impl ActorSystem {
     /// route to the first seed, else by the first non-loopback address of the host name, else by
     /// loopback. `None` for a standalone system.
     pub fn advertise_addr(&self) -> Option<SocketAddr> {
-        self.inner.advertised.get().copied()
+        self.inner.shared.advertised.get().copied()
     }
 
     /// This run's boot id.
     pub fn node_id(&self) -> NodeId {
-        self.inner.node_id
+        self.inner.shared.node_id
     }
 
     /// The default ask timeout of refs made by this system.
@@ -234,7 +251,8 @@ impl ActorSystem {
     ///
     /// # Errors
     ///
-    /// - [`PulsingError::InvalidName`] for a name outside the rules of [`ActorName`];
+    /// - [`PulsingError::InvalidName`] for a name outside the rules of [`ActorName`], or one starting
+    ///   with `anon.` (reserved for [`spawn_anonymous`](Self::spawn_anonymous));
     /// - [`PulsingError::AlreadyExists`] if a local actor already has this name;
     /// - [`PulsingError::Config`] for a restart policy other than `Never` (use
     ///   [`spawn_factory`](Self::spawn_factory));
@@ -251,7 +269,63 @@ impl ActorSystem {
                 "actor {name}: restarting needs a way to rebuild its state; use spawn_factory"
             )));
         }
+        let name = named(name)?;
         self.spawn_source(actor, Source::Instance, name, opts).await
+    }
+
+    /// Spawns `actor` without a name: it gets a generated id, `anon.` followed by 32 lowercase hex
+    /// digits (128 bits from the OS random source), which stands for its name everywhere (its
+    /// [`ActorRef::name`], [`Context::name`], the `POST /actor/{id}` path).
+    ///
+    /// An anonymous actor is in no registry: [`find`](Self::find), [`find_all`](Self::find_all),
+    /// [`has_actor`](Self::has_actor) and [`local_actors`](Self::local_actors) never return it (see
+    /// [`anonymous_actors`](Self::anonymous_actors)). Whoever holds its ref reaches it, from this node
+    /// or another one: transports serve it like a public actor, and the id is not guessable.
+    /// [`stop`](Self::stop) takes its id.
+    ///
+    /// # Errors
+    ///
+    /// - [`PulsingError::Config`] for `opts.public(true)` (an anonymous actor has no name to be found
+    ///   by), for a restart policy other than `Never`, or if the OS random source fails;
+    /// - the error `on_start` returned, or [`PulsingError::Timeout`] if it did not finish in time;
+    /// - [`PulsingError::SystemShutdown`] after [`shutdown`](Self::shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use pulsing_core::{Actor, ActorError, ActorSystem, Context, Message, SpawnOptions};
+    /// # struct Echo;
+    /// # impl Actor for Echo {
+    /// #     async fn receive(&mut self, m: Message, _: &mut Context) -> Result<Message, ActorError> { Ok(m) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing_core::PulsingError> {
+    /// let system = ActorSystem::builder().build().await?;
+    /// let echo = system.spawn_anonymous(Echo, SpawnOptions::new()).await?;
+    /// assert!(echo.name().as_str().starts_with("anon."));
+    /// assert!(system.find(echo.name().as_str()).await.is_none());
+    /// echo.ask(Message::single("ping", "")).await?;
+    /// # system.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn spawn_anonymous<A: Actor>(
+        &self,
+        actor: A,
+        opts: SpawnOptions,
+    ) -> Result<ActorRef, PulsingError> {
+        if opts.public {
+            return Err(PulsingError::Config(
+                "anonymous actors cannot be public: they have no name to be found by; spawn with a \
+                 name to make an actor public"
+                    .into(),
+            ));
+        }
+        if opts.restart != RestartPolicy::Never {
+            return Err(PulsingError::Config(
+                "an anonymous actor cannot be restarted: spawn_anonymous takes one instance".into(),
+            ));
+        }
+        let id = visibility::anonymous_id()?;
+        self.spawn_cell(actor, Source::Instance, id, Visibility::Anonymous, opts)
+            .await
     }
 
     /// Spawns an actor whose state is built by `factory`, once now and again after each panic that
@@ -270,6 +344,7 @@ impl ActorSystem {
         A: Actor,
         F: FnMut() -> A + Send + 'static,
     {
+        let name = named(name)?;
         let first = factory();
         self.spawn_source(first, Source::Factory(Box::new(factory)), name, opts)
             .await
@@ -279,11 +354,26 @@ impl ActorSystem {
         &self,
         actor: A,
         source: Source<A>,
-        name: &str,
+        name: ActorName,
+        opts: SpawnOptions,
+    ) -> Result<ActorRef, PulsingError> {
+        let visibility = if opts.public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        };
+        self.spawn_cell(actor, source, name, visibility, opts).await
+    }
+
+    async fn spawn_cell<A: Actor>(
+        &self,
+        actor: A,
+        source: Source<A>,
+        name: ActorName,
+        visibility: Visibility,
         opts: SpawnOptions,
     ) -> Result<ActorRef, PulsingError> {
         self.check_running()?;
-        let name = ActorName::new(name)?;
         let inner = &self.inner;
         let capacity = opts
             .mailbox_capacity
@@ -293,7 +383,7 @@ impl ActorSystem {
         let cell = Arc::new(LocalCell::new(
             id,
             name.clone(),
-            opts.public,
+            visibility,
             tx,
             inner.shared.clone(),
         ));
@@ -347,7 +437,7 @@ impl ActorSystem {
             }
         };
         started?;
-        if opts.public {
+        if visibility == Visibility::Public {
             if let Err(e) = inner.membership.register(&name).await {
                 cell.request_stop(Instant::now());
                 return Err(e);
@@ -382,19 +472,26 @@ impl ActorSystem {
         self.inner.membership.unregister(name).await;
     }
 
-    fn local(&self, name: &str) -> Option<Arc<LocalCell>> {
+    /// The local actor `name`, anonymous ones included.
+    pub(crate) fn local(&self, name: &str) -> Option<Arc<LocalCell>> {
         let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
         actors.get(name).map(|e| e.cell.clone())
     }
 
+    /// The local named actor `name`: what `find` sees (anonymous actors are in no registry).
+    fn local_named(&self, name: &str) -> Option<Arc<LocalCell>> {
+        self.local(name)
+            .filter(|c| c.visibility != Visibility::Anonymous)
+    }
+
     /// Finds an actor by name: a local actor (public or private) first, else a public actor on
     /// another live node, as ordered by the membership. `None` if there is none, if `name` is not a
-    /// valid name, or after shutdown.
+    /// valid name, or after shutdown. Anonymous actors are never found, not even by their id.
     pub async fn find(&self, name: &str) -> Option<ActorRef> {
         if self.check_running().is_err() {
             return None;
         }
-        if let Some(cell) = self.local(name) {
+        if let Some(cell) = self.local_named(name) {
             return Some(ActorRef::local(cell));
         }
         let name = ActorName::new(name).ok()?;
@@ -412,12 +509,17 @@ impl ActorSystem {
     }
 
     /// Every reachable instance of `name`: the local actor (if any) first, then public instances on
-    /// other live nodes in the membership's order. Empty after shutdown or for an invalid name.
+    /// other live nodes in the membership's order. Empty after shutdown or for an invalid name;
+    /// anonymous actors are never listed.
     pub async fn find_all(&self, name: &str) -> Vec<ActorRef> {
         if self.check_running().is_err() {
             return Vec::new();
         }
-        let mut out: Vec<ActorRef> = self.local(name).map(ActorRef::local).into_iter().collect();
+        let mut out: Vec<ActorRef> = self
+            .local_named(name)
+            .map(ActorRef::local)
+            .into_iter()
+            .collect();
         if let Ok(name) = ActorName::new(name) {
             out.extend(
                 self.inner
@@ -455,7 +557,7 @@ impl ActorSystem {
         }))
     }
 
-    fn make_remote(&self, target: RemoteTarget) -> ActorRef {
+    pub(crate) fn make_remote(&self, target: RemoteTarget) -> ActorRef {
         ActorRef::remote(
             target,
             self.inner.transport.clone(),
@@ -463,12 +565,26 @@ impl ActorSystem {
         )
     }
 
-    /// Names of the local actors with whether each is public.
+    /// Names of the local named actors with whether each is public, sorted. Anonymous actors are left
+    /// out (see [`anonymous_actors`](Self::anonymous_actors)).
     pub fn local_actors(&self) -> Vec<(ActorName, bool)> {
         let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<_> = actors
             .iter()
-            .map(|(n, e)| (n.clone(), e.cell.public))
+            .filter(|(_, e)| e.cell.visibility != Visibility::Anonymous)
+            .map(|(n, e)| (n.clone(), e.cell.visibility == Visibility::Public))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Ids of the local anonymous actors, sorted.
+    pub fn anonymous_actors(&self) -> Vec<ActorName> {
+        let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = actors
+            .iter()
+            .filter(|(_, e)| e.cell.visibility == Visibility::Anonymous)
+            .map(|(n, _)| n.clone())
             .collect();
         out.sort();
         out
@@ -479,7 +595,7 @@ impl ActorSystem {
         self.inner.membership.members()
     }
 
-    /// Stops the local actor `name`: its mailbox closes, queued messages are handled for at most the
+    /// Stops the local actor `name` (for an anonymous actor, its id): its mailbox closes, queued messages are handled for at most the
     /// shutdown timeout and the rest answered with [`PulsingError::Stopped`], then `on_stop` runs.
     /// Returns once the actor is gone (bounded by twice the shutdown timeout; a task still running then
     /// is aborted).
@@ -582,7 +698,7 @@ async fn await_stopped(cell: &LocalCell, task: Option<AbortHandle>, deadline: In
 impl fmt::Debug for ActorSystem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ActorSystem")
-            .field("node_id", &self.inner.node_id)
+            .field("node_id", &self.inner.shared.node_id)
             .field("addr", &self.inner.addr.get())
             .field("transport", &self.inner.transport.name())
             .finish_non_exhaustive()
@@ -601,9 +717,11 @@ impl Inbound {
         Ok(system)
     }
 
-    fn public(&self, system: &ActorSystem, name: &str) -> Result<Arc<LocalCell>, PulsingError> {
+    /// The actor `name` if it is served to other nodes (public or anonymous); a private actor is
+    /// `NotFound`, exactly as an unknown name.
+    fn served(&self, system: &ActorSystem, name: &str) -> Result<Arc<LocalCell>, PulsingError> {
         match system.local(name) {
-            Some(cell) if cell.public => Ok(cell),
+            Some(cell) if cell.visibility.is_served_remotely() => Ok(cell),
             _ => Err(PulsingError::NotFound(name.to_owned())),
         }
     }
@@ -612,7 +730,7 @@ impl Inbound {
 #[async_trait]
 impl InboundHandler for Inbound {
     fn node_id(&self) -> NodeId {
-        self.0.upgrade().map_or(NodeId(0), |i| i.node_id)
+        self.0.upgrade().map_or(NodeId(0), |i| i.shared.node_id)
     }
 
     async fn ask(
@@ -622,14 +740,14 @@ impl InboundHandler for Inbound {
         timeout: Option<Duration>,
     ) -> Result<Message, PulsingError> {
         let system = self.system()?;
-        let cell = self.public(&system, name)?;
+        let cell = self.served(&system, name)?;
         let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
         ActorRef::local(cell).ask_with_timeout(msg, timeout).await
     }
 
     async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError> {
         let system = self.system()?;
-        let cell = self.public(&system, name)?;
+        let cell = self.served(&system, name)?;
         let wait = system.inner.shared.config.mailbox_wait;
         cell.mailbox
             .push(Envelope { msg, reply: None }, wait, &cell.name)

@@ -45,6 +45,27 @@ impl fmt::Display for NodeId {
     }
 }
 
+impl std::str::FromStr for NodeId {
+    type Err = PulsingError;
+
+    /// Parses the form [`Display`](fmt::Display) writes: exactly 16 hex digits, either case.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::BadMessage`] for anything else.
+    fn from_str(s: &str) -> Result<NodeId, PulsingError> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PulsingError::BadMessage(format!(
+                "a node id is 16 hex digits, got {:?}",
+                s.chars().take(40).collect::<String>()
+            )));
+        }
+        u64::from_str_radix(s, 16)
+            .map(NodeId)
+            .map_err(|e| PulsingError::BadMessage(format!("node id {s:?}: {e}")))
+    }
+}
+
 /// An actor on another node: where to send, and which run of that node is meant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RemoteTarget {
@@ -119,14 +140,15 @@ pub trait Transport: Send + Sync + 'static {
 
 /// What a transport calls for inbound traffic. The actor system implements it.
 ///
-/// Only **public** actors are reachable through it: a private actor's name answers
-/// [`PulsingError::NotFound`], exactly as an unknown name does.
+/// Only **public** and **anonymous** actors are reachable through it (see
+/// [`Visibility`](crate::Visibility)): a private actor's name answers [`PulsingError::NotFound`],
+/// exactly as an unknown name does.
 #[async_trait]
 pub trait InboundHandler: Send + Sync + 'static {
     /// This node's boot id; a call addressed to another id is answered with `not_found`.
     fn node_id(&self) -> NodeId;
 
-    /// Hands `msg` to the public actor `name` and waits for its reply, at most `timeout` (or the
+    /// Hands `msg` to the public or anonymous actor `name` and waits for its reply, at most `timeout` (or the
     /// system's ask timeout if `None`).
     async fn ask(
         &self,
@@ -135,13 +157,13 @@ pub trait InboundHandler: Send + Sync + 'static {
         timeout: Option<Duration>,
     ) -> Result<Message, PulsingError>;
 
-    /// Queues `msg` in the public actor `name`'s mailbox (waiting for room with the system's bound).
+    /// Queues `msg` in the public or anonymous actor `name`'s mailbox (waiting for room with the system's bound).
     async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError>;
 
     /// Hands a membership packet to the cluster layer and returns its answer.
     async fn gossip(&self, from: Option<SocketAddr>, packet: Bytes) -> Result<Bytes, PulsingError>;
 
-    /// Names of the public actors on this node.
+    /// Names of the public actors on this node (anonymous ones are not listed).
     fn public_actors(&self) -> Vec<ActorName>;
 
     /// A snapshot of this node's counters.

@@ -4,6 +4,7 @@
 //! its wire kind maps exactly like a local one.
 
 use pulsing::PulsingError;
+use pyo3::prelude::*;
 use pyo3::PyErr;
 
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
 /// | predicate | class |
 /// |---|---|
 /// | `is_not_found` | `ActorNotFoundError` |
-/// | `is_actor_error` | `ActorError(text, type_name, message)` |
+/// | `is_actor_error` | `pulsing.exceptions.make_actor_error(type_name, message, detail)`: an `ActorError`, also an instance of the builtin class it names (`ValueError`, ...) |
 /// | `is_timeout` | `AskTimeoutError` |
 /// | `is_unreachable` | `NodeUnreachableError` |
 /// | `is_mailbox_full` | `MailboxFullError` |
@@ -28,16 +29,16 @@ pub(crate) fn to_py_err(err: PulsingError) -> PyErr {
     if err.is_not_found() {
         ActorNotFoundError::new_err(text)
     } else if err.is_actor_error() {
-        let (type_name, message) = match &err {
-            PulsingError::Actor(e) => (e.type_name().map(str::to_owned), e.message().to_owned()),
-            PulsingError::Panicked { message, .. } => (Some("panic".to_owned()), message.clone()),
-            other => (None, other.wire_message()),
+        let (type_name, message, detail) = match &err {
+            PulsingError::Actor(e) => (
+                e.type_name().map(str::to_owned),
+                e.message().to_owned(),
+                e.detail().map(str::to_owned),
+            ),
+            PulsingError::Panicked { message, .. } => (Some("panic".to_owned()), message.clone(), None),
+            other => (None, other.wire_message(), None),
         };
-        let text = match &type_name {
-            Some(t) => format!("{t}: {message}"),
-            None => message.clone(),
-        };
-        ActorError::new_err((text, type_name, message))
+        actor_error(type_name, message, detail)
     } else if err.is_timeout() {
         AskTimeoutError::new_err(text)
     } else if err.is_unreachable() {
@@ -51,4 +52,26 @@ pub(crate) fn to_py_err(err: PulsingError) -> PyErr {
     } else {
         PyPulsingError::new_err(text)
     }
+}
+
+/// The `ActorError` of a handler error, built by `pulsing.exceptions.make_actor_error` so that it is
+/// also an instance of the builtin exception class it names and carries the remote traceback.
+fn actor_error(type_name: Option<String>, message: String, detail: Option<String>) -> PyErr {
+    Python::attach(|py| {
+        let made = py
+            .import("pulsing.exceptions")
+            .and_then(|m| m.getattr("make_actor_error"))
+            .and_then(|f| f.call1((type_name.clone(), message.clone(), detail)));
+        match made {
+            Ok(exc) => PyErr::from_value(exc),
+            // The package is broken (cannot import): still a typed error.
+            Err(_) => {
+                let text = match &type_name {
+                    Some(t) => format!("{t}: {message}"),
+                    None => message.clone(),
+                };
+                ActorError::new_err((text, type_name, message))
+            }
+        }
+    })
 }

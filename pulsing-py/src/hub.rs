@@ -42,6 +42,8 @@ pub(crate) enum Outcome {
     Unit(Result<(), PulsingError>),
     /// `find`: a `NativeRef` or `None`.
     Found(Option<ActorRef>),
+    /// `find_all`: a list of `NativeRef`s.
+    FoundAll(Vec<ActorRef>),
     /// `spawn`: the new actor's `NativeRef`.
     Spawned(Result<ActorRef, PulsingError>),
     /// A built system.
@@ -95,7 +97,7 @@ impl HubShared {
 /// The bridge between one asyncio loop and the Tokio runtime (see the module docs).
 ///
 /// Python creates it with the callable that receives messages for Python actors, `deliver(actor_id,
-/// msg_type, payload, reply_handle)` (`reply_handle` is `None` for a tell), then registers `fileno()` / `drain` with the loop.
+/// msg_type, payload, reply_handle)`, then registers `fileno()` / `drain` with the loop.
 #[pyclass(frozen, module = "pulsing._pulsing")]
 pub(crate) struct Hub {
     pub(crate) shared: Arc<HubShared>,
@@ -133,10 +135,12 @@ impl Hub {
         crate::runtime::spawn(async move { shared.complete(id, work.await) });
     }
 
-    /// Registers `fut` and queues the call `job(id)` that completes it (see [`crate::submit`]).
-    pub(crate) fn submit(&self, fut: Py<PyAny>, job: impl FnOnce(u64) -> Job) {
+    /// Registers `fut` and queues the call `job(id)` that completes it (see [`crate::submit`]);
+    /// returns `id`.
+    pub(crate) fn submit(&self, fut: Py<PyAny>, job: impl FnOnce(u64) -> Job) -> u64 {
         let id = self.register(fut);
         self.submissions.push(job(id));
+        id
     }
 
     fn resolve(&self, py: Python<'_>, id: u64, outcome: Outcome) -> PyResult<()> {
@@ -178,15 +182,9 @@ impl Hub {
     fn inbound(&self, py: Python<'_>, actor: u64, msg: Message, reply: Responder) -> PyResult<()> {
         match msg {
             Message::Single { msg_type, payload } => {
-                // A tell has nobody to answer: Python gets `None` and logs a failing handler itself.
-                let handle = if reply.is_ask() {
-                    Some(Py::new(
-                        py,
-                        ReplyHandle::new(reply, self.submissions.clone()),
-                    )?)
-                } else {
-                    None
-                };
+                // Tells get a handle too: the Python mailbox answers every message the same way (a
+                // tell's answer goes nowhere; a failure is counted and logged by the core).
+                let handle = Py::new(py, ReplyHandle::new(reply, self.submissions.clone()))?;
                 let payload = PyBytes::new(py, &payload);
                 self.deliver
                     .bind(py)
@@ -229,6 +227,13 @@ fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
         Outcome::Found(Some(r)) | Outcome::Spawned(Ok(r)) => {
             Ok(Py::new(py, NativeRef::new(r))?.into_any())
         }
+        Outcome::FoundAll(refs) => {
+            let refs = refs
+                .into_iter()
+                .map(|r| Py::new(py, NativeRef::new(r)))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(refs.into_pyobject(py)?.into_any().unbind())
+        }
         Outcome::System(Ok(system)) => Ok(Py::new(py, NativeSystem::new(system))?.into_any()),
         Outcome::Item(Some(Ok(msg))) => single_to_py(py, msg),
         Outcome::Item(Some(Err(e))) => Err(to_py_err(e)),
@@ -237,8 +242,8 @@ fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Hub {
-    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`
-    /// (`reply_handle` is `None` for a tell), and whose method calls' replies are decoded with
+    /// A hub whose inbound messages go to `deliver(actor_id, msg_type, payload, reply_handle)`,
+    /// and whose method calls' replies are decoded with
     /// `decode(payload)` (a single value) or `stream(native_stream)` (a streamed reply).
     #[new]
     fn py_new(deliver: Py<PyAny>, decode: Py<PyAny>, stream: Py<PyAny>) -> PyResult<Hub> {
@@ -254,6 +259,7 @@ impl Hub {
             writer,
             closed: AtomicBool::new(false),
         });
+        crate::log::register_hub(Arc::downgrade(&shared), |s| drop((&s.writer).write(&[1])));
         let submissions = Arc::new(Submissions::default());
         crate::runtime::spawn(crate::submit::run(submissions.clone(), shared.clone()));
         Ok(Hub {
@@ -298,6 +304,20 @@ impl Hub {
             if let Err(e) = result {
                 e.write_unraisable(py, None);
             }
+        }
+        crate::log::flush(py);
+    }
+
+    /// Abandons the call `id` (its caller cancelled it): its future is forgotten and the Rust call is
+    /// dropped, which resets a remote request so the serving node learns it at once.
+    fn cancel(&self, id: u64) {
+        let removed = self
+            .futures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if removed.is_some() {
+            self.submissions.push(Job::Cancel(id));
         }
     }
 

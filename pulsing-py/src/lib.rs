@@ -40,6 +40,7 @@ use pyo3::prelude::*;
 mod batch;
 mod errors;
 mod hub;
+mod log;
 mod native;
 mod proxy;
 mod runtime;
@@ -70,7 +71,7 @@ mod _pulsing {
     #[pymodule_export]
     use crate::native::{build_system, NativeRef, NativeStream, NativeSystem};
     #[pymodule_export]
-    use crate::proxy::{ReplyHandle, StreamWriter};
+    use crate::proxy::{Credits, ReplyHandle, StreamWriter};
 
     /// Adds the attributes that are values rather than classes or functions.
     ///
@@ -79,6 +80,8 @@ mod _pulsing {
     /// by trying it (with the GIL released, bounded at 10 s).
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        // First, so that the events of the network probe below are recorded too.
+        crate::log::install(m.py())?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         let network = m.py().detach(crate::native::probe_network);
         m.add("NETWORK_AVAILABLE", network)

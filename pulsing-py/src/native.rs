@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing::{ActorRef, ActorSystem, Message, MessageStream, SpawnOptions};
+use pulsing::{ActorRef, ActorSystem, MemberState, Message, MessageStream, SpawnOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::hub::{Hub, Outcome};
-use crate::proxy::PyProxy;
+use crate::proxy::{Credits, PyProxy};
 use crate::submit::Job;
 
 /// Converts a timeout in seconds from Python.
@@ -29,14 +29,20 @@ pub(crate) fn seconds(value: f64) -> PyResult<Duration> {
 ///
 /// With `addr` the system serves on it and with `seeds` joins them, as the facade provides; until the
 /// facade has a transport that fails with a `PulsingError` saying so.
+///
+/// `mailbox_capacity` and `mailbox_wait` are the core mailbox's settings, so a Python actor's proxy
+/// bounds messages from other nodes as the Python mailbox bounds local ones.
 #[pyfunction]
-#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None))]
+#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None, mailbox_capacity=None, mailbox_wait=None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_system(
     hub: &Bound<'_, Hub>,
     fut: Py<PyAny>,
     addr: Option<String>,
     seeds: Vec<String>,
     ask_timeout: Option<f64>,
+    mailbox_capacity: Option<usize>,
+    mailbox_wait: Option<f64>,
 ) -> PyResult<()> {
     let mut builder = pulsing::system_builder();
     if let Some(addr) = addr {
@@ -47,6 +53,12 @@ pub(crate) fn build_system(
     }
     if let Some(t) = ask_timeout {
         builder = builder.ask_timeout(seconds(t)?);
+    }
+    if let Some(c) = mailbox_capacity {
+        builder = builder.mailbox_capacity(c);
+    }
+    if let Some(w) = mailbox_wait {
+        builder = builder.mailbox_wait(seconds(w)?);
     }
     hub.get()
         .run(fut, async move { Outcome::System(builder.build().await) });
@@ -87,6 +99,32 @@ impl NativeSystem {
         self.system.addr().map(|a| a.to_string())
     }
 
+    /// This run's boot id, 16 hex digits.
+    #[getter]
+    fn node_id(&self) -> String {
+        self.system.node_id().to_string()
+    }
+
+    /// The members as this node sees them: `(addr, node_id, state)`, state one of `"alive"`,
+    /// `"suspect"`, `"down"`, `"left"`.
+    fn members(&self) -> Vec<(String, String, &'static str)> {
+        self.system
+            .members()
+            .into_iter()
+            .map(|m| {
+                let state = match m.state {
+                    MemberState::Alive => "alive",
+                    MemberState::Suspect => "suspect",
+                    MemberState::Down => "down",
+                    MemberState::Left => "left",
+                    // A state added later reads as the nearest one the Python API names.
+                    _ => "suspect",
+                };
+                (m.addr.to_string(), m.id.to_string(), state)
+            })
+            .collect()
+    }
+
     /// The default ask timeout, in seconds.
     #[getter]
     fn ask_timeout(&self) -> f64 {
@@ -94,7 +132,8 @@ impl NativeSystem {
     }
 
     /// Registers the Python actor `actor_id` under `name`: a proxy actor in the core system that hands
-    /// its messages to the hub. Completes `fut` with the proxy's [`NativeRef`].
+    /// its messages to the hub, at most as many unread as `credits` allows. Completes `fut` with the
+    /// proxy's [`NativeRef`].
     fn spawn(
         &self,
         hub: &Bound<'_, Hub>,
@@ -102,14 +141,48 @@ impl NativeSystem {
         name: String,
         public: bool,
         actor_id: u64,
+        credits: &Bound<'_, Credits>,
     ) {
         let hub = hub.get();
         let system = self.system.clone();
-        let proxy = PyProxy::new(actor_id, hub.shared.clone());
+        let proxy = PyProxy::new(actor_id, hub.shared.clone(), credits.get().permits.clone());
         hub.run(fut, async move {
             let opts = SpawnOptions::new().public(public);
             Outcome::Spawned(system.spawn_with(proxy, &name, opts).await)
         });
+    }
+
+    /// As [`spawn`](Self::spawn) for an anonymous actor: the core generates its id (the ref's
+    /// `name`), and it is reachable only through its ref.
+    fn spawn_anonymous(
+        &self,
+        hub: &Bound<'_, Hub>,
+        fut: Py<PyAny>,
+        actor_id: u64,
+        credits: &Bound<'_, Credits>,
+    ) {
+        let hub = hub.get();
+        let system = self.system.clone();
+        let proxy = PyProxy::new(actor_id, hub.shared.clone(), credits.get().permits.clone());
+        hub.run(fut, async move {
+            Outcome::Spawned(system.spawn_anonymous(proxy, SpawnOptions::new()).await)
+        });
+    }
+
+    /// Completes `fut` with a list of [`NativeRef`]s: every reachable instance of `name`, this
+    /// node's first.
+    fn find_all(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, name: String) {
+        let system = self.system.clone();
+        hub.get()
+            .run(fut, async move { Outcome::FoundAll(system.find_all(&name).await) });
+    }
+
+    /// The ref that msgpack extension data `[addr, node, id]` names (see `docs/protocol.md`).
+    fn decode_ref(&self, data: &[u8]) -> PyResult<NativeRef> {
+        self.system
+            .decode_ref(data)
+            .map(NativeRef::new)
+            .map_err(crate::errors::to_py_err)
     }
 
     /// Completes `fut` with a [`NativeRef`] to `name` (local first, then the cluster) or `None`.
@@ -181,17 +254,16 @@ impl NativeRef {
         payload: &[u8],
         timeout: f64,
         decode: bool,
-    ) -> PyResult<()> {
+    ) -> PyResult<u64> {
         let timeout = seconds(timeout)?;
         let msg = Message::single(msg_type, Bytes::copy_from_slice(payload));
-        hub.get().submit(fut, |id| Job::Ask {
+        Ok(hub.get().submit(fut, |id| Job::Ask {
             id,
             target: self.inner.clone(),
             msg,
             timeout,
             decode,
-        });
-        Ok(())
+        }))
     }
 }
 
@@ -215,8 +287,24 @@ impl NativeRef {
         self.inner.remote_addr().map(|a| a.to_string())
     }
 
+    /// The boot id of the node the ref is pinned to (16 hex digits); `None` for a local actor or a
+    /// ref that accepts whichever run of its node answers.
+    #[getter]
+    fn node_id(&self) -> Option<String> {
+        self.inner
+            .remote_target()
+            .and_then(|t| t.node)
+            .map(|n| n.to_string())
+    }
+
+    /// This ref as msgpack extension data `[addr, node, id]` (see `docs/protocol.md`).
+    fn ext_data(&self) -> Vec<u8> {
+        self.inner.ext_data()
+    }
+
     /// Sends `(msg_type, payload)` and completes `fut` with the reply: `(msg_type, payload)`, or a
-    /// [`NativeStream`] for a streamed reply (each item then waits at most `timeout`).
+    /// [`NativeStream`] for a streamed reply (each item then waits at most `timeout`). Returns the
+    /// call's number, for `Hub.cancel`.
     #[pyo3(signature = (hub, fut, msg_type, payload, timeout))]
     fn ask(
         &self,
@@ -225,13 +313,13 @@ impl NativeRef {
         msg_type: String,
         payload: &[u8],
         timeout: f64,
-    ) -> PyResult<()> {
+    ) -> PyResult<u64> {
         self.submit_ask(hub, fut, msg_type, payload, timeout, false)
     }
 
     /// Calls the method `method` (the payload being `msgpack([args, kwargs])`) and completes `fut`
     /// with the reply decoded by the hub's `decode`, or, for a streamed reply, with the hub's
-    /// `stream(NativeStream)`.
+    /// `stream(NativeStream)`. Returns the call's number, for `Hub.cancel`.
     #[pyo3(signature = (hub, fut, method, payload, timeout))]
     fn call(
         &self,
@@ -240,7 +328,7 @@ impl NativeRef {
         method: String,
         payload: &[u8],
         timeout: f64,
-    ) -> PyResult<()> {
+    ) -> PyResult<u64> {
         self.submit_ask(hub, fut, method, payload, timeout, true)
     }
 

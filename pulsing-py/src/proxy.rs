@@ -1,13 +1,29 @@
 //! The Rust face of a Python actor: [`PyProxy`], the core actor registered under the Python actor's
-//! name, and the [`ReplyHandle`] / [`StreamWriter`] through which Python answers it.
+//! name, the [`ReplyHandle`] / [`StreamWriter`] through which Python answers it, and the
+//! [`Credits`] that bound how many messages it hands over.
 //!
-//! The proxy owns no state and never waits. It sets [`Actor::FORWARDS`]: each message it gets (from
-//! another node, or from a Rust or Python caller holding a core ref) goes to the hub together with its
-//! [`Responder`], and the proxy takes the next message at once. The hub puts the messages, many per
-//! wake-up, in the Python actor's one mailbox on the asyncio loop, which keeps messages from every
-//! source in one order and handles them one at a time; the reply goes straight back through the
-//! responder. Nothing here bounds how long Python takes: the asker's own ask timeout does, and if the
-//! Python side drops the reply slot (its system shut down, its loop closed) the asker gets `Stopped`.
+//! The proxy owns no state. It sets [`Actor::FORWARDS`]: each message it gets (from another node, or
+//! from a Rust or Python caller holding a core ref) goes to the hub together with its [`Responder`],
+//! and the proxy takes the next message without waiting for the reply. The hub puts the messages,
+//! many per wake-up, in the Python actor's one mailbox on the asyncio loop, which keeps messages from
+//! every source in one order and handles them one at a time; the reply goes straight back through the
+//! responder.
+//!
+//! Why forwarding rather than answering from `receive`: `receive` would wait for each Python reply
+//! before the proxy takes the next message, one loop wake-up per message; forwarding lets a burst of
+//! calls from another node reach Python in one batch. What the core mailbox contract gives every
+//! other actor is kept this way:
+//!
+//! - **Bounded, with the same waiting**: before handing a message over, the proxy takes a credit;
+//!   Python returns one for each message it takes out of its mailbox. With no credit left the proxy
+//!   waits, its own core mailbox fills, and remote senders wait for room up to `mailbox_wait` as for
+//!   any actor.
+//! - **Skipped when abandoned**: the core loop skips a message whose asker gave up while it waited in
+//!   the core mailbox; Python skips one whose asker gave up while it waited in the Python mailbox
+//!   ([`ReplyHandle::closed`], [`ReplyHandle::expire`]).
+//!
+//! Nothing here bounds how long Python takes: the asker's own ask timeout does, and if the Python
+//! side drops the reply slot (its system shut down, its loop closed) the asker gets `Stopped`.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,19 +33,53 @@ use pulsing::{
     StreamSender,
 };
 use pyo3::prelude::*;
+use tokio::sync::Semaphore;
 
 use crate::hub::{Hub, HubShared, Outcome};
 use crate::submit::{Job, Submissions};
+
+/// How many messages a proxy may hand to Python before Python has taken them out of its mailbox.
+#[pyclass(frozen, module = "pulsing._pulsing")]
+pub(crate) struct Credits {
+    pub(crate) permits: Arc<Semaphore>,
+}
+
+#[pymethods]
+impl Credits {
+    /// `capacity` credits (at least 1).
+    #[new]
+    fn py_new(capacity: usize) -> Credits {
+        Credits {
+            permits: Arc::new(Semaphore::new(capacity.max(1))),
+        }
+    }
+
+    /// Returns `n` credits: Python took `n` messages out of its mailbox (or dropped them).
+    fn release(&self, n: usize) {
+        self.permits.add_permits(n);
+    }
+
+    /// Credits left.
+    #[getter]
+    fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
 
 /// The core actor standing for the Python actor `actor` (see the module docs).
 pub(crate) struct PyProxy {
     actor: u64,
     hub: Arc<HubShared>,
+    credits: Arc<Semaphore>,
 }
 
 impl PyProxy {
-    pub(crate) fn new(actor: u64, hub: Arc<HubShared>) -> PyProxy {
-        PyProxy { actor, hub }
+    pub(crate) fn new(actor: u64, hub: Arc<HubShared>, credits: Arc<Semaphore>) -> PyProxy {
+        PyProxy {
+            actor,
+            hub,
+            credits,
+        }
     }
 }
 
@@ -47,13 +97,20 @@ impl Actor for PyProxy {
         ))
     }
 
-    fn forward(&mut self, msg: Message, reply: Responder, _ctx: &mut Context) {
+    /// Waits for a credit (room in the Python mailbox), then hands the message to the hub.
+    async fn forward(&mut self, msg: Message, reply: Responder, _ctx: &mut Context) {
+        // Python gives the credit back when it takes the message out of its mailbox. The semaphore
+        // is never closed; if it were, the message would still be handed over rather than lost.
+        if let Ok(permit) = self.credits.acquire().await {
+            permit.forget();
+        }
         self.hub.deliver(self.actor, msg, reply);
     }
 }
 
-/// Where a Python actor puts its reply to a message that came through the core system. Answer once:
-/// later answers are ignored. Dropping it unanswered tells the sender the actor is gone.
+/// Where a Python actor puts its reply to a message that came through the core system (an ask or a
+/// tell): it speaks the Python mailbox's reply protocol (`pulsing._reply.Reply`). Answer once: later
+/// answers are ignored. Dropping it unanswered tells an asker the actor is gone.
 ///
 /// The answer goes to Tokio through the hub's submission queue (see [`crate::submit`]), so the answers
 /// of one loop iteration cost one wake-up of Tokio, not one each.
@@ -71,11 +128,20 @@ impl ReplyHandle {
         }
     }
 
+    fn is_ask(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(Responder::is_ask)
+    }
+
     fn answer(&self, reply: Result<Message, CoreActorError>) -> bool {
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         slot.is_some_and(|r| {
             // A closed slot means the caller gave up; the reply has nowhere to go.
             if r.is_closed() {
+                r.expire();
                 return false;
             }
             self.out.push(Job::Answer(r, reply));
@@ -94,35 +160,62 @@ impl ReplyHandle {
         )))
     }
 
-    /// Answers with a handler error, `type_name` being the Python exception's class name.
-    #[pyo3(signature = (type_name, message))]
-    fn error(&self, type_name: Option<String>, message: String) -> bool {
-        let err = match type_name {
-            Some(t) => CoreActorError::with_type(t, message),
-            None => CoreActorError::new(message),
-        };
-        self.answer(Err(err))
+    /// Answers with a handler error: `type_name` is the Python exception's class name, `detail` its
+    /// formatted traceback (sent to remote callers as the error's `detail`).
+    #[pyo3(signature = (type_name, message, detail=None))]
+    fn error(&self, type_name: Option<String>, message: String, detail: Option<String>) -> bool {
+        self.answer(Err(actor_error(type_name, message, detail)))
     }
 
-    /// Refuses the message because the Python actor's mailbox is full: the sender gets
-    /// `MailboxFullError` (the message was not handled).
-    fn full(&self, message: String) -> bool {
+    /// Answers that the actor stopped before (or while) handling the message: the sender gets
+    /// `ActorStoppedError` (over HTTP, `503 stopped`).
+    fn stopped(&self, message: String) -> bool {
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         slot.is_some_and(|r| {
             let waiting = !r.is_closed();
-            r.fail(PulsingError::MailboxFull(message));
+            r.fail(PulsingError::Stopped(message));
             waiting
         })
     }
 
-    /// Answers with a stream holding at most `capacity` unread items, and returns its writer.
-    #[pyo3(signature = (capacity=32))]
-    fn stream(&self, capacity: usize) -> StreamWriter {
-        let (tx, rx) = MessageStream::channel(capacity);
-        self.answer(Ok(Message::stream(rx)));
-        StreamWriter {
-            tx: Arc::new(tokio::sync::Mutex::new(Some(tx))),
+    /// Drops the message unanswered because its asker gave up, counting it as expired (what
+    /// `pulsing_expired_asks_total` shows).
+    fn expire(&self) {
+        if let Some(r) = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            r.expire();
         }
+    }
+
+    /// Whether the asker has given up (timed out, cancelled, its connection reset): the message can
+    /// be skipped. Always `False` for a tell.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(Responder::is_closed)
+    }
+
+    /// Always `True`: the answer may leave this node, so refs to private actors cannot be in it.
+    #[getter]
+    fn remote(&self) -> bool {
+        true
+    }
+
+    /// Answers with a stream holding at most `capacity` unread items, the producer waiting at most
+    /// `timeout` seconds for room; returns its writer, or `None` for a tell (nobody reads it).
+    #[pyo3(signature = (capacity=32, timeout=30.0))]
+    fn stream(&self, capacity: usize, timeout: f64) -> PyResult<Option<StreamWriter>> {
+        let timeout = crate::native::seconds(timeout)?;
+        if !self.is_ask() {
+            return Ok(None);
+        }
+        let (tx, rx) = MessageStream::channel_with_timeout(capacity, timeout);
+        self.answer(Ok(Message::stream(rx)));
+        Ok(Some(StreamWriter {
+            tx: Arc::new(tokio::sync::Mutex::new(Some(tx))),
+        }))
     }
 
     /// Whether an answer was already given.
@@ -178,24 +271,34 @@ impl StreamWriter {
         });
     }
 
-    /// Ends the stream with an error item naming the Python exception's class; completes `fut`.
-    #[pyo3(signature = (hub, fut, type_name, message))]
+    /// Ends the stream with an error item naming the Python exception's class (and its traceback as
+    /// `detail`); completes `fut`.
+    #[pyo3(signature = (hub, fut, type_name, message, detail=None))]
     fn fail(
         &self,
         hub: &Bound<'_, Hub>,
         fut: Py<PyAny>,
         type_name: Option<String>,
         message: String,
+        detail: Option<String>,
     ) {
         self.run(hub, fut, move |tx| async move {
             if let Some(tx) = tx.lock().await.take() {
-                let err = match type_name {
-                    Some(t) => CoreActorError::with_type(t, message),
-                    None => CoreActorError::new(message),
-                };
-                tx.fail(err).await;
+                tx.fail(actor_error(type_name, message, detail)).await;
             }
             Ok(())
         });
+    }
+}
+
+/// The core error for a Python handler's exception.
+fn actor_error(type_name: Option<String>, message: String, detail: Option<String>) -> CoreActorError {
+    let err = match type_name {
+        Some(t) => CoreActorError::with_type(t, message),
+        None => CoreActorError::new(message),
+    };
+    match detail {
+        Some(d) if !d.is_empty() => err.with_detail(d),
+        _ => err,
     }
 }

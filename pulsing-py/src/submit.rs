@@ -16,12 +16,14 @@
 //! keep one): a caller that needs an order awaits each call before making the next, which this queue
 //! does not change.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pulsing::{ActorError, ActorRef, Message, Responder};
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use crate::batch::Batch;
 use crate::hub::{HubShared, Outcome};
@@ -45,11 +47,13 @@ pub(crate) enum Job {
     },
     /// A Python actor's answer to a message that came through the core system.
     Answer(Responder, Result<Message, ActorError>),
+    /// The caller gave up on the ask `id` (cancelled): drop it, which resets its request.
+    Cancel(u64),
 }
 
 impl Job {
-    /// Runs an ask or a tell; an answer is sent by [`run`] itself, without a task.
-    async fn run(self, hub: Arc<HubShared>) {
+    /// Runs an ask or a tell; answers and cancellations are handled by [`run`] itself.
+    async fn run(self, hub: Arc<HubShared>, running: Arc<Running>) {
         match self {
             Job::Ask {
                 id,
@@ -59,6 +63,7 @@ impl Job {
                 decode,
             } => {
                 let reply = target.ask_with_timeout(msg, timeout).await;
+                running.finished(id);
                 let outcome = if decode {
                     Outcome::Value(reply, timeout)
                 } else {
@@ -70,6 +75,43 @@ impl Job {
                 hub.complete(id, Outcome::Unit(target.tell(msg).await));
             }
             Job::Answer(responder, result) => responder.send(result),
+            Job::Cancel(_) => {}
+        }
+    }
+}
+
+/// The asks started and not finished, so that a cancelled one can be dropped. Touched only by the
+/// runtime's thread (the submission task and the asks), so the lock is never contended.
+#[derive(Default)]
+pub(crate) struct Running {
+    tasks: Mutex<HashMap<u64, AbortHandle>>,
+}
+
+impl Running {
+    fn started(&self, id: u64, task: AbortHandle) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, task);
+    }
+
+    fn finished(&self, id: u64) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Drops the ask `id` if it still runs: its future is dropped, which resets a remote request
+    /// (the serving node skips the message) and closes a local reply slot.
+    fn cancel(&self, id: u64) {
+        let task = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(task) = task {
+            task.abort();
         }
     }
 }
@@ -107,6 +149,7 @@ impl Submissions {
 /// Starts the queued calls of `subs` and sends the queued answers, a batch per wake-up, until `subs`
 /// is closed. Spawned once per hub on the module's runtime.
 pub(crate) async fn run(subs: Arc<Submissions>, hub: Arc<HubShared>) {
+    let running = Arc::new(Running::default());
     let mut batch = Vec::new();
     loop {
         subs.wake.notified().await;
@@ -117,8 +160,15 @@ pub(crate) async fn run(subs: Arc<Submissions>, hub: Arc<HubShared>) {
         for job in batch.drain(..) {
             match job {
                 Job::Answer(responder, result) => responder.send(result),
+                Job::Cancel(id) => running.cancel(id),
+                job @ Job::Ask { id, .. } => {
+                    let task = tokio::spawn(job.run(hub.clone(), running.clone()));
+                    // Registered after the spawn, but the task cannot finish before this loop
+                    // yields: the runtime has one thread.
+                    running.started(id, task.abort_handle());
+                }
                 job => {
-                    tokio::spawn(job.run(hub.clone()));
+                    tokio::spawn(job.run(hub.clone(), running.clone()));
                 }
             }
         }

@@ -101,10 +101,13 @@ API_NAMES = [
     "Actor",
     "ActorRef",
     "ActorSystem",
+    "Member",
     "Message",
     "SystemConfig",
     "as_actor",
     "create_actor_system",
+    "current_actor",
+    "current_system",
 ]
 
 

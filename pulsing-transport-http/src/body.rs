@@ -175,10 +175,7 @@ impl StreamBody {
 }
 
 fn error_frame(e: &PulsingError) -> StreamFrame {
-    StreamFrame::Error(WireError {
-        kind: crate::protocol::wire_kind(e).to_owned(),
-        message: e.wire_message(),
-    })
+    StreamFrame::Error(WireError::from_error(e))
 }
 
 /// A body read whole, chunk by chunk, never holding more than a limit. The usual body is one chunk,

@@ -404,7 +404,7 @@ impl Client {
                 Ok(Reply::Result(env)) if status == StatusCode::OK => {
                     Ok(Message::single(env.msg_type, env.payload))
                 }
-                Ok(Reply::Error(e)) => Err(PulsingError::from_wire(&e.kind, e.message)),
+                Ok(Reply::Error(e)) => Err(e.into_error()),
                 Ok(Reply::Result(_)) => Err(protocol::error_from_status(status, "")),
                 Err(e) if status == StatusCode::OK => Err(PulsingError::BadMessage(format!(
                     "undecodable reply from {}: {e}",
@@ -538,7 +538,7 @@ async fn pump_frames(mut body: RecvStream, tx: StreamSender, max: usize, addr: S
                     }
                 }
                 Ok(Some(StreamFrame::Error(e))) => {
-                    tx.fail(PulsingError::from_wire(&e.kind, e.message)).await;
+                    tx.fail(e.into_error()).await;
                     return;
                 }
                 Ok(Some(StreamFrame::End)) => {
@@ -587,7 +587,7 @@ fn lost(addr: SocketAddr, e: &h2::Error) -> PulsingError {
 
 fn error_body(status: StatusCode, body: &Bytes) -> PulsingError {
     match codec::decode_reply(body) {
-        Ok(Reply::Error(e)) => PulsingError::from_wire(&e.kind, e.message),
+        Ok(Reply::Error(e)) => e.into_error(),
         _ => protocol::error_from_status(status, ""),
     }
 }

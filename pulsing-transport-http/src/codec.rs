@@ -13,6 +13,7 @@
 use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use pulsing_core::PulsingError;
 use rmp::Marker;
 
 /// Deepest nesting accepted inside an unknown value (protocol.md §2).
@@ -31,13 +32,34 @@ pub struct Envelope {
     pub payload: Bytes,
 }
 
-/// An error as it crosses the wire: `{"kind": str, "message": str}`.
+/// An error as it crosses the wire: `{"kind": str, "message": str}`, plus `"detail": str` when there
+/// is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError {
     /// The stable kind (`not_found`, `timeout`, ...; protocol.md §5).
     pub kind: String,
     /// The human-readable text.
     pub message: String,
+    /// Free text for a human (e.g. a remote traceback); `None` when absent.
+    pub detail: Option<String>,
+}
+
+impl WireError {
+    /// The wire form of `err`: its kind ([`protocol::wire_kind`](crate::protocol::wire_kind)), its
+    /// [`wire_message`](PulsingError::wire_message) and its [`wire_detail`](PulsingError::wire_detail).
+    pub fn from_error(err: &PulsingError) -> WireError {
+        WireError {
+            kind: crate::protocol::wire_kind(err).to_owned(),
+            message: err.wire_message(),
+            detail: err.wire_detail().map(str::to_owned),
+        }
+    }
+
+    /// The error this wire form stands for, kind, message and detail kept
+    /// ([`PulsingError::from_wire_detail`]).
+    pub fn into_error(self) -> PulsingError {
+        PulsingError::from_wire_detail(&self.kind, self.message, self.detail)
+    }
 }
 
 /// The body of a single-reply response: `{"result": ..}` or `{"error": ..}`.
@@ -45,7 +67,7 @@ pub struct WireError {
 pub enum Reply {
     /// `{"result": {"msg_type", "payload"}}`
     Result(Envelope),
-    /// `{"error": {"kind", "message"}}`
+    /// `{"error": {"kind", "message", "detail"?}}`
     Error(WireError),
 }
 
@@ -54,7 +76,7 @@ pub enum Reply {
 pub enum StreamFrame {
     /// `{"msg_type", "payload"}`: one item.
     Item(Envelope),
-    /// `{"error": {"kind", "message"}}`: the stream failed.
+    /// `{"error": {"kind", "message", "detail"?}}`: the stream failed.
     Error(WireError),
     /// `{"end": true}`: the end marker.
     End,
@@ -78,9 +100,9 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-impl From<DecodeError> for pulsing_core::PulsingError {
+impl From<DecodeError> for PulsingError {
     fn from(e: DecodeError) -> Self {
-        pulsing_core::PulsingError::BadMessage(e.0)
+        PulsingError::BadMessage(e.0)
     }
 }
 
@@ -171,20 +193,26 @@ pub fn encode_result(msg_type: &str, payload: &Bytes) -> Encoded {
     }
 }
 
-fn put_error(out: &mut Vec<u8>, kind: &str, message: &str) {
+fn put_error(out: &mut Vec<u8>, e: &WireError) {
     put_map(out, 1);
     put_str(out, "error");
-    put_map(out, 2);
+    put_map(out, if e.detail.is_some() { 3 } else { 2 });
     put_str(out, "kind");
-    put_str(out, kind);
+    put_str(out, &e.kind);
     put_str(out, "message");
-    put_str(out, message);
+    put_str(out, &e.message);
+    if let Some(detail) = &e.detail {
+        put_str(out, "detail");
+        put_str(out, detail);
+    }
 }
 
-/// `{"error": {"kind": kind, "message": message}}`, the body of an error response.
-pub fn encode_error(kind: &str, message: &str) -> Bytes {
-    let mut out = Vec::with_capacity(32 + kind.len() + message.len());
-    put_error(&mut out, kind, message);
+/// `{"error": {"kind": .., "message": .., "detail": ..}}`, the body of an error response; `detail` is
+/// left out when it is `None`.
+pub fn encode_error(e: &WireError) -> Bytes {
+    let detail = e.detail.as_ref().map_or(0, |d| 8 + d.len());
+    let mut out = Vec::with_capacity(32 + e.kind.len() + e.message.len() + detail);
+    put_error(&mut out, e);
     out.into()
 }
 
@@ -197,7 +225,7 @@ pub fn encode_frame(frame: &StreamFrame) -> Encoded {
             put_envelope_fields(&mut out, &e.msg_type, &e.payload)
         }
         StreamFrame::Error(e) => {
-            put_error(&mut out, &e.kind, &e.message);
+            put_error(&mut out, e);
             Bytes::new()
         }
         StreamFrame::End => {
@@ -295,6 +323,16 @@ impl<'a> Reader<'a> {
         let m = self.marker(what)?;
         self.str_after(m, what)?
             .ok_or_else(|| DecodeError::new(format!("{what}: expected a string, found {m:?}")))
+    }
+
+    /// A string, or `None` for `nil`.
+    fn opt_str(&mut self, what: &str) -> Result<Option<&'a str>, DecodeError> {
+        match self.marker(what)? {
+            Marker::Null => Ok(None),
+            m => self.str_after(m, what)?.map(Some).ok_or_else(|| {
+                DecodeError::new(format!("{what}: expected a string or nil, found {m:?}"))
+            }),
+        }
     }
 
     /// `bin` (or, leniently, `str`) as a zero-copy slice.
@@ -438,7 +476,7 @@ fn envelope_fields(r: &mut Reader<'_>, n: usize, what: &str) -> Result<Envelope,
 fn error_fields(r: &mut Reader<'_>) -> Result<WireError, DecodeError> {
     let n = r.map_len("error")?;
     let mut seen = 0u8;
-    let (mut kind, mut message) = (None, String::new());
+    let (mut kind, mut message, mut detail) = (None, String::new(), None);
     for _ in 0..n {
         match r.str("map key")? {
             "kind" => {
@@ -449,11 +487,20 @@ fn error_fields(r: &mut Reader<'_>) -> Result<WireError, DecodeError> {
                 first_time(&mut seen, 2, "message")?;
                 message = r.str("message")?.to_owned();
             }
+            "detail" => {
+                first_time(&mut seen, 4, "detail")?;
+                // A nil detail is read as none: what a client writing `None` for "no detail" sends.
+                detail = r.opt_str("detail")?.map(str::to_owned);
+            }
             _ => r.skip(1)?,
         }
     }
     let kind = kind.ok_or_else(|| DecodeError::new("error: missing key \"kind\""))?;
-    Ok(WireError { kind, message })
+    Ok(WireError {
+        kind,
+        message,
+        detail,
+    })
 }
 
 /// Decodes the request body of `POST /actor/{name}`. The payload is a slice of `body`.
@@ -597,234 +644,4 @@ impl FrameDecoder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(t: &str, p: &[u8]) -> Envelope {
-        Envelope {
-            msg_type: t.into(),
-            payload: Bytes::copy_from_slice(p),
-        }
-    }
-
-    #[test]
-    fn the_envelope_matches_the_bytes_in_protocol_md() {
-        let expected: &[u8] = b"\x82\xa8msg_type\xa4ping\xa7payload\xc4\x02hi";
-        let got = encode_envelope("ping", &Bytes::from_static(b"hi")).to_bytes();
-        assert_eq!(&got[..], expected);
-        assert_eq!(
-            decode_envelope(&Bytes::from_static(expected)).unwrap(),
-            env("ping", b"hi")
-        );
-    }
-
-    #[test]
-    fn decoded_payload_is_a_slice_of_the_input_not_a_copy() {
-        let body = encode_envelope("t", &Bytes::from(vec![7u8; 100])).to_bytes();
-        let e = decode_envelope(&body).unwrap();
-        let start = body.as_ptr() as usize;
-        let p = e.payload.as_ptr() as usize;
-        assert!(p >= start && p + 100 <= start + body.len());
-    }
-
-    #[test]
-    fn large_payloads_are_not_copied_when_encoding() {
-        let payload = Bytes::from(vec![1u8; INLINE_PAYLOAD + 1]);
-        let enc = encode_result("t", &payload);
-        assert_eq!(enc.payload.as_ptr(), payload.as_ptr());
-        match decode_reply(&enc.to_bytes()).unwrap() {
-            Reply::Result(e) => assert_eq!(e.payload, payload),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn keys_in_any_order_unknown_keys_and_str_payloads_are_accepted() {
-        // {"x": [1, {"y": nil}], "payload": "hi", "msg_type": "t"}
-        let body =
-            Bytes::from_static(b"\x83\xa1x\x92\x01\x81\xa1y\xc0\xa7payload\xa2hi\xa8msg_type\xa1t");
-        assert_eq!(decode_envelope(&body).unwrap(), env("t", b"hi"));
-    }
-
-    #[test]
-    fn a_missing_payload_is_empty_but_a_missing_msg_type_is_refused() {
-        let body = Bytes::from_static(b"\x81\xa8msg_type\xa1t");
-        assert_eq!(decode_envelope(&body).unwrap(), env("t", b""));
-        let body = Bytes::from_static(b"\x81\xa7payload\xc4\x00");
-        assert!(decode_envelope(&body).unwrap_err().0.contains("msg_type"));
-    }
-
-    #[test]
-    fn malformed_envelopes_are_refused_with_a_reason() {
-        let cases: &[&[u8]] = &[
-            b"",
-            b"\x92\x01\x02",                           // an array
-            b"\x82\xa8msg_type\xa4pi",                 // truncated
-            b"\x81\xa8msg_type\x01",                   // msg_type not a string
-            b"\x82\xa8msg_type\xa1t\xa8msg_type\xa1u", // duplicate key
-            b"\x81\xa8msg_type\xa1t\x00",              // trailing byte
-            b"\x81\xa8msg_type\xa2\xff\xfe",           // not UTF-8
-            b"\x81\xa1x\xc1",                          // reserved marker
-            b"\x81\xa1x\xdd\xff\xff\xff\xff",          // array32 declaring 4G items
-            b"\x81\xa7payload\xc6\xff\xff\xff\xff",    // bin32 declaring 4 GiB
-        ];
-        for case in cases {
-            assert!(
-                decode_envelope(&Bytes::from_static(case)).is_err(),
-                "{case:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn deep_nesting_is_refused_without_overflowing_the_stack() {
-        let mut body = b"\x81\xa1x".to_vec();
-        body.extend(std::iter::repeat_n(0x91u8, 100_000));
-        body.push(0xc0);
-        let err = decode_envelope(&Bytes::from(body)).unwrap_err();
-        assert!(err.0.contains("deeply"), "{err}");
-    }
-
-    #[test]
-    fn replies_and_errors_decode() {
-        let ok = encode_result("echo", &Bytes::from_static(b"x")).to_bytes();
-        assert_eq!(decode_reply(&ok).unwrap(), Reply::Result(env("echo", b"x")));
-        let err = encode_error("not_found", "actor not found: a");
-        assert_eq!(
-            decode_reply(&err).unwrap(),
-            Reply::Error(WireError {
-                kind: "not_found".into(),
-                message: "actor not found: a".into()
-            })
-        );
-        assert!(decode_reply(&Bytes::from_static(b"\x80")).is_err());
-    }
-
-    #[test]
-    fn frames_split_across_chunks_are_reassembled() {
-        let frames = [
-            StreamFrame::Item(env("tok", b"a")),
-            StreamFrame::Item(env("tok", &[9u8; 5000])),
-            StreamFrame::Error(WireError {
-                kind: "actor_error".into(),
-                message: "boom".into(),
-            }),
-            StreamFrame::End,
-        ];
-        let mut wire = Vec::new();
-        for f in &frames {
-            wire.extend_from_slice(&encode_frame(f).to_bytes());
-        }
-        let mut dec = FrameDecoder::new(1 << 20);
-        let mut got = Vec::new();
-        for chunk in wire.chunks(7) {
-            dec.push(chunk);
-            while let Some(f) = dec.next_frame().unwrap() {
-                got.push(f);
-            }
-        }
-        assert_eq!(got, frames);
-        assert!(!dec.has_partial());
-    }
-
-    #[test]
-    fn an_oversized_frame_is_refused_from_its_length_prefix() {
-        let mut dec = FrameDecoder::new(1024);
-        dec.push(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(dec.next_frame().is_err());
-    }
-
-    #[test]
-    fn end_frame_matches_the_documented_bytes() {
-        let f = encode_frame(&StreamFrame::End).to_bytes();
-        assert_eq!(&f[..], b"\x00\x00\x00\x06\x81\xa3end\xc3");
-    }
-
-    #[test]
-    fn frames_mixing_shapes_are_refused() {
-        let cases: &[&[u8]] = &[
-            b"\x82\xa8msg_type\xa1t\xa3end\xc3",
-            b"\x81\xa3end\xc2",
-            b"\x81\xa1x\x01",
-            b"\x82\xa7payload\xc4\x00\xa3end\xc3",
-        ];
-        for case in cases {
-            assert!(
-                decode_frame_body(&Bytes::from_static(case)).is_err(),
-                "{case:?}"
-            );
-        }
-    }
-
-    mod prop {
-        use super::super::*;
-        use proptest::prelude::*;
-
-        fn envelope() -> impl Strategy<Value = Envelope> {
-            (
-                ".{0,40}",
-                proptest::collection::vec(any::<u8>(), 0..(INLINE_PAYLOAD + 200)),
-            )
-                .prop_map(|(msg_type, payload)| Envelope {
-                    msg_type,
-                    payload: payload.into(),
-                })
-        }
-
-        fn frame() -> impl Strategy<Value = StreamFrame> {
-            prop_oneof![
-                envelope().prop_map(StreamFrame::Item),
-                (".{0,20}", ".{0,200}")
-                    .prop_map(|(kind, message)| StreamFrame::Error(WireError { kind, message })),
-                Just(StreamFrame::End),
-            ]
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
-
-            #[test]
-            fn envelopes_round_trip(e in envelope()) {
-                let wire = encode_envelope(&e.msg_type, &e.payload).to_bytes();
-                prop_assert_eq!(decode_envelope(&wire).unwrap(), e);
-            }
-
-            #[test]
-            fn results_round_trip(e in envelope()) {
-                let wire = encode_result(&e.msg_type, &e.payload).to_bytes();
-                prop_assert_eq!(decode_reply(&wire).unwrap(), Reply::Result(e));
-            }
-
-            #[test]
-            fn stream_frames_round_trip_in_any_chunking(
-                frames in proptest::collection::vec(frame(), 0..8),
-                chunk in 1usize..64,
-            ) {
-                let mut wire = Vec::new();
-                for f in &frames {
-                    wire.extend_from_slice(&encode_frame(f).to_bytes());
-                }
-                let mut dec = FrameDecoder::new(1 << 20);
-                let mut got = Vec::new();
-                for c in wire.chunks(chunk) {
-                    dec.push(c);
-                    while let Some(f) = dec.next_frame().unwrap() {
-                        got.push(f);
-                    }
-                }
-                prop_assert_eq!(got, frames);
-            }
-
-            #[test]
-            fn arbitrary_bytes_never_panic_the_decoders(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-                let b = Bytes::from(data);
-                let _ = decode_envelope(&b);
-                let _ = decode_reply(&b);
-                let _ = decode_frame_body(&b);
-                let mut dec = FrameDecoder::new(1024);
-                dec.push(&b);
-                while let Ok(Some(_)) = dec.next_frame() {}
-            }
-        }
-    }
-}
+mod tests;

@@ -240,7 +240,7 @@ fn handle(
 }
 
 fn refuse(r: Refusal) -> Response<WireBody> {
-    let body = codec::encode_error(protocol::wire_kind(&r.err), &r.err.wire_message());
+    let body = codec::encode_error(&codec::WireError::from_error(&r.err));
     let mut resp = response(r.status, protocol::MSGPACK, WireBody::bytes(body));
     if let Some(allow) = r.allow {
         resp.headers_mut()

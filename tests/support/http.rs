@@ -29,7 +29,8 @@ pub async fn bounded<F: Future>(fut: F) -> F::Output {
 }
 
 /// The actor `echo` of `examples/echo_node.rs`: `fail` fails, `stream n` streams, `sleep ms` sleeps,
-/// `hold` blocks until the test's gate opens, anything else is echoed as `echo`.
+/// `hold` blocks until the test's gate opens, anything else is echoed as `echo`. Test-only types:
+/// `fail_detail` fails with [`DETAIL`], `stream_fail_detail` streams one item and then that error.
 pub struct Echo {
     pub gate: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -41,6 +42,15 @@ impl Actor for Echo {
     async fn receive(&mut self, msg: Message, _: &mut Context) -> Result<Message, ActorError> {
         let (msg_type, payload) = msg.into_single()?;
         match msg_type.as_str() {
+            "fail_detail" => Err(detailed_error()),
+            "stream_fail_detail" => {
+                let (tx, stream) = MessageStream::channel(4);
+                tokio::spawn(async move {
+                    let _ = tx.send(Message::single("echo", "0")).await;
+                    tx.fail(detailed_error()).await;
+                });
+                Ok(Message::stream(stream))
+            }
             "stream_fail" => {
                 let (tx, stream) = MessageStream::channel(4);
                 tokio::spawn(async move {
@@ -67,6 +77,14 @@ impl Actor for Echo {
             other => echo::reply(other, payload, 4).await,
         }
     }
+}
+
+/// The detail of the errors of `fail_detail` and `stream_fail_detail`: several lines, as a traceback.
+pub const DETAIL: &str =
+    "Traceback (most recent call last):\n  File \"echo.py\", line 1\nEchoError: with detail";
+
+fn detailed_error() -> ActorError {
+    ActorError::with_type("EchoError", "fail requested").with_detail(DETAIL)
 }
 
 /// A node as `examples/echo_node.rs` serves it, plus `small` (mailbox of 1) for overload tests.
@@ -188,6 +206,16 @@ pub fn result(body: &[u8]) -> (String, Vec<u8>) {
         get(r, "msg_type").as_str().expect("str").to_owned(),
         get(r, "payload").as_slice().expect("bin").to_vec(),
     )
+}
+
+/// `detail` of `{"error": {..}}` (of a body or of a stream frame), `None` when the key is absent.
+pub fn error_detail(v: &rmpv::Value) -> Option<String> {
+    get(v, "error")
+        .as_map()
+        .expect("error is a map")
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("detail"))
+        .map(|(_, d)| d.as_str().expect("detail is a str").to_owned())
 }
 
 /// `(kind, message)` of `{"error": {..}}`.

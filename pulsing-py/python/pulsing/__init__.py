@@ -18,12 +18,15 @@ from pulsing.actor import (
     AskTimeoutError,
     BadMessageError,
     MailboxFullError,
+    Member,
     Message,
     NodeUnreachableError,
     PulsingError,
     SystemConfig,
     as_actor,
     create_actor_system,
+    current_actor,
+    current_system,
 )
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "AskTimeoutError",
     "BadMessageError",
     "MailboxFullError",
+    "Member",
     "Message",
     "NodeUnreachableError",
     "PulsingError",
@@ -43,4 +47,6 @@ __all__ = [
     "__version__",
     "as_actor",
     "create_actor_system",
+    "current_actor",
+    "current_system",
 ]

@@ -6,6 +6,20 @@ directly (no thread hop), and messages from the core system (other nodes, Rust c
 through the hub's ``drain`` and are appended to the same deque. So messages from every source are
 handled in one order, one at a time.
 
+**One at a time includes streams**: a handler whose reply is a stream (a generator method, or a
+``Message.stream``) holds the actor's turn until the stream ends, fails or its reader goes away.
+A reader that stops reading therefore holds the actor; the stream send timeout bounds that, after
+which the stream fails at the reader and the actor goes on.
+
+**Bounds**: the deque holds at most ``capacity`` messages from callers on this loop (a full
+mailbox makes them wait up to the mailbox wait, then ``MailboxFullError``). Messages from the core
+come through the actor's proxy, which may hand over at most ``capacity`` of them before Python has
+taken them out of the deque (credits, returned as they are taken): beyond that they wait in the
+proxy's core mailbox, where senders wait for room exactly as for a Rust actor.
+
+**Skipped when abandoned**: a message whose sender gave up (timeout, cancellation) before the actor
+reached it is skipped; a core one is counted as expired.
+
 Fast path: when the actor is idle and the handler is synchronous, a caller on the loop runs it
 right away in its own task, which is indistinguishable from queueing it (nothing else could run on
 the loop in between) and costs no scheduling at all.
@@ -14,206 +28,122 @@ the loop in between) and costs no scheduling at all.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
+import contextvars
+import traceback
 from collections import deque
-from types import AsyncGeneratorType, CoroutineType, GeneratorType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pulsing import _codec
+from pulsing import _pulsing as _native
+from pulsing._codec import Default
+from pulsing._impl import Impl, is_coroutine
 from pulsing._message import Message
+from pulsing._reply import FutureReply, LocalStream, NativeWriter, Reply, TellReply
 from pulsing.exceptions import (
     ActorError,
     ActorStoppedError,
     AskTimeoutError,
-    BadMessageError,
     MailboxFullError,
 )
 
-__all__ = ["LocalActor", "MethodImpl", "ReceiveImpl", "actor_error"]
+if TYPE_CHECKING:
+    from pulsing._system import ActorSystem
 
-log = logging.getLogger("pulsing")
+__all__ = ["CURRENT", "LocalActor", "describe"]
 
-_Future = asyncio.Future
+_Entry = tuple[str, bytes, Reply]
+_CoreReply = _native.ReplyHandle
+
+CURRENT: contextvars.ContextVar[tuple[LocalActor, int] | None] = contextvars.ContextVar(
+    "pulsing_current_actor", default=None
+)
+"""The actor whose handler is running in this context, with the number of its turn."""
 
 
-def actor_error(exc: BaseException) -> ActorError:
-    """The :class:`ActorError` a caller sees for ``exc`` raised by a handler."""
+def describe(exc: BaseException) -> tuple[str, str, str]:
+    """``(type_name, message, formatted traceback)`` of a handler's exception."""
     if isinstance(exc, ActorError) and exc.type_name is not None:
-        return exc
-    type_name = type(exc).__name__
-    message = str(exc)
-    return ActorError(f"{type_name}: {message}", type_name, message)
-
-
-class ReceiveImpl:
-    """Adapts an :class:`~pulsing.actor.Actor` (``receive(msg) -> Message``)."""
-
-    __slots__ = ("_receive", "_is_async", "target")
-
-    def __init__(self, actor: Any) -> None:
-        self.target = actor
-        self._receive = actor.receive
-        self._is_async = inspect.iscoroutinefunction(self._receive)
-
-    def is_async(self, msg_type: str) -> bool:
-        """Whether handling ``msg_type`` may await (and so needs a task)."""
-        return self._is_async
-
-    def may_stream(self, msg_type: str) -> bool:
-        """Whether the reply to ``msg_type`` may be a stream (always, for ``receive``)."""
-        return True
-
-    def handle(self, msg_type: str, payload: bytes) -> Any:
-        """The reply :class:`Message`, or a coroutine that returns it."""
-        result = self._receive(Message(msg_type, payload))
-        if self._is_async or inspect.isawaitable(result):
-            return _finish_receive(result)
-        return _as_reply(result)
-
-
-async def _finish_receive(result: Any) -> Message:
-    return _as_reply(await result)
-
-
-def _as_reply(result: object) -> Message:
-    if type(result) is Message:
-        return result
-    if result is None:
-        return Message("", b"")
-    raise BadMessageError(f"receive must return a Message or None, not {type(result).__name__}")
-
-
-# Per-class cache of how each method runs: True if it is a coroutine function.
-_ASYNC_METHODS: dict[type, dict[str, bool]] = {}
-# Per-class cache: whether a method may reply with a stream.
-_STREAMING: dict[type, dict[str, bool]] = {}
-
-
-class MethodImpl:
-    """Adapts an ``@as_actor`` instance: ``msg_type`` names the method, the payload holds
-    ``msgpack([args, kwargs])``, the reply holds ``msgpack(value)``; a generator method's reply is a
-    stream of ``msgpack(item)``."""
-
-    __slots__ = ("target", "_kinds", "_cls_name")
-
-    def __init__(self, obj: Any) -> None:
-        self.target = obj
-        cls = type(obj)
-        self._kinds = _ASYNC_METHODS.setdefault(cls, {})
-        self._cls_name = cls.__name__
-
-    def is_async(self, msg_type: str) -> bool:
-        """Whether the method ``msg_type`` is a coroutine function."""
-        kind = self._kinds.get(msg_type)
-        if kind is None:
-            fn = getattr(self.target, msg_type, None) if not msg_type.startswith("_") else None
-            kind = inspect.iscoroutinefunction(fn)
-            if fn is not None:
-                self._kinds[msg_type] = kind
-        return kind
-
-    def may_stream(self, msg_type: str) -> bool:
-        """Whether the method ``msg_type`` may reply with a stream: a generator function, or a
-        name this class does not define plainly (decided by the call)."""
-        kind = _STREAMING.get(type(self.target), {}).get(msg_type)
-        if kind is None:
-            fn = getattr(type(self.target), msg_type, None)
-            kind = fn is None or not inspect.isfunction(fn) or (
-                inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
-            )
-            _STREAMING.setdefault(type(self.target), {})[msg_type] = kind
-        return kind
-
-    def method(self, name: str) -> Any:
-        """The bound public method ``name``; an ``AttributeError`` naming it if there is none."""
-        fn = None if name.startswith("_") else getattr(self.target, name, None)
-        if fn is None or not callable(fn):
-            raise AttributeError(f"actor {self._cls_name!r} has no method {name!r}")
-        return fn
-
-    def handle(self, msg_type: str, payload: bytes) -> Any:
-        """The reply :class:`Message`, or a coroutine that returns it."""
-        fn = self.method(msg_type)
-        args, kwargs = _codec.decode_call(payload)
-        result = fn(*args, **kwargs)
-        if type(result) is CoroutineType:
-            return _finish_method(msg_type, result)
-        return method_reply(msg_type, result)
-
-
-async def _finish_method(name: str, coro: Any) -> Message:
-    return method_reply(name, await coro)
-
-
-def method_reply(name: str, value: object) -> Message:
-    """The reply message for a method's return value (a stream for a generator)."""
-    kind = type(value)
-    if kind is GeneratorType or kind is AsyncGeneratorType:
-        return Message(name, b"", _items=_encoded_items(name, value))
-    return Message(name, _codec.encode_value(value, f"return value of {name}()"))
-
-
-async def _encoded_items(name: str, items: Any) -> Any:
-    what = f"item streamed by {name}()"
-    if inspect.isasyncgen(items):
-        async for item in items:
-            yield Message(name, _codec.encode_value(item, what))
-    else:
-        for item in items:
-            yield Message(name, _codec.encode_value(item, what))
+        # An error from an actor this handler called: passed on as it came.
+        return exc.type_name, exc.message, exc.remote_traceback or ""
+    return (
+        type(exc).__name__,
+        str(exc),
+        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )
 
 
 class LocalActor:
     """The mailbox and runner of one Python actor (see the module docs).
 
-    Each queued entry is ``(msg_type, payload, reply)`` where ``reply`` is an asyncio future (a
-    local ask), a native ``ReplyHandle`` (a message from the core system) or ``None`` (a tell).
+    Each queued entry is ``(msg_type, payload, reply)``, ``reply`` following the
+    :class:`~pulsing._reply.Reply` protocol.
     """
 
     __slots__ = (
         "name",
         "actor_id",
+        "public",
         "impl",
+        "system",
         "loop",
         "hub",
         "native",
+        "credits",
         "queue",
         "busy",
         "stopped",
+        "turn",
         "capacity",
         "mailbox_wait",
+        "stream_timeout",
+        "tell_reply",
         "_room",
         "_task",
+        "_local_default",
+        "_remote_default",
     )
 
     def __init__(
         self,
         name: str,
         actor_id: int,
-        impl: ReceiveImpl | MethodImpl,
-        loop: asyncio.AbstractEventLoop,
-        hub: Any,
-        capacity: int,
-        mailbox_wait: float,
+        public: bool,
+        impl: Impl,
+        system: ActorSystem,
+        credits: Any,
     ) -> None:
+        config = system.config
         self.name = name
         self.actor_id = actor_id
+        self.public = public
         self.impl = impl
-        self.loop = loop
-        self.hub = hub
+        self.system = system
+        self.loop = system._loop
+        self.hub = system._hub
         self.native: Any = None
-        self.queue: deque[tuple[str, bytes, Any]] = deque()
+        self.credits = credits
+        self.queue: deque[_Entry] = deque()
         # True while a handler runs or a runner is scheduled; the queue is empty when it is False.
         self.busy = False
         self.stopped = False
-        self.capacity = capacity
-        self.mailbox_wait = mailbox_wait
-        self._room: deque[_Future[None]] = deque()
-        # The runner task while an asynchronous handler runs; cancelled by `stop`.
+        # Counts handled messages; with CURRENT it tells a call from inside the running handler.
+        self.turn = 0
+        self.capacity = config.mailbox_capacity
+        self.mailbox_wait = config.mailbox_wait
+        self.stream_timeout = config.stream_send_timeout
+        self.tell_reply = TellReply(name)
+        self._room: deque[asyncio.Future[None]] = deque()
+        # The runner task while an asynchronous handler or a stream runs; cancelled by `stop`.
         self._task: asyncio.Task[None] | None = None
+        self._local_default: Default = system._encode_local
+        self._remote_default: Default = system._encode_remote
 
     # -- sending -------------------------------------------------------------------------------
+
+    def calls_itself(self) -> bool:
+        """Whether the running code is this actor's own handler, which waiting for a reply from
+        this actor would deadlock."""
+        current = CURRENT.get()
+        return current is not None and current[0] is self and current[1] == self.turn and self.busy
 
     async def ask(self, msg_type: str, payload: bytes, timeout: float) -> Message:
         """Handles ``(msg_type, payload)`` and returns the reply, waiting at most ``timeout``.
@@ -222,13 +152,15 @@ class LocalActor:
         """
         if self.stopped:
             raise ActorStoppedError(f"actor {self.name} stopped")
-        if not self.busy and not self.impl.is_async(msg_type):
-            return self._run_inline(msg_type, payload)
+        if self.busy and self.calls_itself():
+            raise self_call_error(self.name, msg_type)
+        if not self.busy and not self.impl.is_async(msg_type) and not self.impl.may_stream(msg_type):
+            return self.run_inline(msg_type, payload)
         if len(self.queue) >= self.capacity:
             await self._wait_for_room()
         loop = self.loop
-        fut: _Future[Message] = loop.create_future()
-        self._push(msg_type, payload, fut)
+        fut: asyncio.Future[Message] = loop.create_future()
+        self._push(msg_type, payload, FutureReply(fut))
         timer = loop.call_later(timeout, _expire, fut, timeout)
         try:
             return await fut
@@ -241,22 +173,13 @@ class LocalActor:
             raise ActorStoppedError(f"actor {self.name} stopped")
         if len(self.queue) >= self.capacity:
             await self._wait_for_room()
-        self._push(msg_type, payload, None)
+        self._push(msg_type, payload, self.tell_reply)
 
-    def deliver(self, msg_type: str, payload: bytes, reply: Any) -> None:
+    def deliver(self, msg_type: str, payload: bytes, reply: Reply) -> None:
         """Queues a message from the core system (called by the hub's drain, on the loop)."""
         if self.stopped:
-            if reply is not None:
-                reply.error("ActorStoppedError", f"actor {self.name} stopped")
-            return
-        if len(self.queue) >= self.capacity:
-            # The core hands messages over without waiting for their replies, so this is where a
-            # flood from other nodes meets the mailbox's bound: refuse rather than queue without end.
-            what = f"mailbox of actor {self.name} is full; the message was not delivered"
-            if reply is None:
-                log.warning("actor %s: a told %r was dropped: %s", self.name, msg_type, what)
-            else:
-                reply.full(what)
+            self.credits.release(1)
+            reply.stopped(f"actor {self.name} stopped before handling the message")
             return
         self.queue.append((msg_type, payload, reply))
         if not self.busy:
@@ -264,7 +187,7 @@ class LocalActor:
             self.busy = True
             self._pump()
 
-    def _push(self, msg_type: str, payload: bytes, reply: Any) -> None:
+    def _push(self, msg_type: str, payload: bytes, reply: Reply) -> None:
         self.queue.append((msg_type, payload, reply))
         if not self.busy:
             self.busy = True
@@ -278,7 +201,7 @@ class LocalActor:
                 raise MailboxFullError(
                     f"mailbox of actor {self.name} is full; the message was not delivered"
                 )
-            fut: _Future[None] = self.loop.create_future()
+            fut: asyncio.Future[None] = self.loop.create_future()
             self._room.append(fut)
             timer = self.loop.call_later(remaining, _wake, fut)
             try:
@@ -290,22 +213,22 @@ class LocalActor:
 
     # -- running -------------------------------------------------------------------------------
 
-    def _run_inline(self, msg_type: str, payload: bytes) -> Message:
+    def run_inline(self, msg_type: str, payload: bytes) -> Message:
+        """Runs a synchronous, non-streaming handler now, for a caller on the loop (fast path)."""
         self.busy = True
+        self.turn += 1
+        token = CURRENT.set((self, self.turn))
         try:
-            reply = self.impl.handle(msg_type, payload)
-        except BaseException as exc:
+            result = self.impl.handle(msg_type, payload)
+            if is_coroutine(result):
+                result.close()
+                raise TypeError(f"handler for {msg_type!r} returned a coroutine; declare it async")
+            return self.impl.single(msg_type, result, self._local_default)
+        except Exception as exc:
+            raise _error_of(exc) from None
+        finally:
+            CURRENT.reset(token)
             self._release()
-            raise actor_error(exc) from None
-        if inspect.iscoroutine(reply):
-            # A synchronous-looking handler returned an awaitable: finish it on the runner, in order.
-            reply.close()
-            self._release()
-            raise actor_error(
-                TypeError(f"handler for {msg_type!r} returned a coroutine; declare it async")
-            )
-        self._release()
-        return reply  # type: ignore[no-any-return]
 
     def _release(self) -> None:
         if self.queue:
@@ -313,47 +236,52 @@ class LocalActor:
         else:
             self.busy = False
 
-    def _next(self) -> tuple[str, bytes, Any] | None:
+    def _next(self) -> _Entry | None:
         queue = self.queue
         while queue:
             entry = queue.popleft()
             if self._room:
                 _wake(self._room.popleft())
             reply = entry[2]
-            # A local ask whose caller gave up (timeout, cancelled) is skipped.
-            if type(reply) is _Future and reply.done():
+            if type(reply) is _CoreReply:
+                self.credits.release(1)
+            if reply.closed:
+                # The sender gave up (timeout, cancelled) before the actor reached the message.
+                reply.expire()
                 continue
             return entry
         return None
 
     def _pump(self) -> None:
-        """Handles queued messages with synchronous handlers; hands over to a task at the first
-        asynchronous one."""
+        """Handles queued messages with synchronous handlers; hands over to the runner task at
+        the first one that awaits (an async handler or a streamed reply)."""
         impl = self.impl
         while self.queue:
             if impl.is_async(self.queue[0][0]):
-                self._task = self.loop.create_task(self._run())
+                self._task = self.loop.create_task(self._run(None))
                 return
             entry = self._next()
             if entry is None:
                 break
             pending = self._handle(entry)
             if pending is not None:
-                self._task = self.loop.create_task(self._run(entry, pending))
+                self._task = self.loop.create_task(self._run(pending))
                 return
         self.busy = False
 
-    async def _run(self, current: Any = None, pending: Any = None) -> None:
+    async def _run(self, pending: Any) -> None:
+        """The runner: finishes ``pending`` (from :meth:`_handle`), then handles queued messages
+        until the queue is empty."""
         try:
-            if current is not None:
-                await self._finish(current, pending)
+            if pending is not None:
+                await pending
             while True:
                 entry = self._next()
                 if entry is None:
                     break
                 pending = self._handle(entry)
                 if pending is not None:
-                    await self._finish(entry, pending)
+                    await pending
         finally:
             self._task = None
             self.busy = False
@@ -361,53 +289,96 @@ class LocalActor:
                 self.busy = True
                 self.loop.call_soon(self._pump)
 
-    def _handle(self, entry: tuple[str, bytes, Any]) -> Any:
-        """Runs the handler for ``entry`` and answers it, unless the handler returned a coroutine:
-        that is returned, for the caller to finish with :meth:`_finish`."""
-        msg_type, payload, reply = entry
+    def _handle(self, entry: _Entry) -> Any:
+        """Runs the handler for ``entry`` and answers it, unless answering must await (an async
+        handler or a streamed reply): that coroutine is returned for the runner to await."""
+        msg_type, _, reply = entry
+        self.turn += 1
+        token = CURRENT.set((self, self.turn))
         try:
-            result = self.impl.handle(msg_type, payload)
-        except BaseException as exc:
-            self._fail(reply, msg_type, exc)
+            result = self.impl.handle(msg_type, entry[1])
+        except Exception as exc:
+            _answer_error(reply, exc)
             return None
-        if inspect.iscoroutine(result):
-            return result
-        self._answer(reply, result)
-        return None
+        except BaseException:
+            reply.stopped(f"the handler of actor {self.name} was interrupted")
+            raise
+        finally:
+            CURRENT.reset(token)
+        if is_coroutine(result):
+            return self._finish(entry, result)
+        return self._answer(msg_type, reply, result)
 
-    async def _finish(self, entry: tuple[str, bytes, Any], coro: Any) -> None:
+    async def _finish(self, entry: _Entry, coro: Any) -> None:
+        msg_type, _, reply = entry
+        token = CURRENT.set((self, self.turn))
         try:
             result = await coro
         except asyncio.CancelledError:
-            self._fail(entry[2], entry[0], ActorStoppedError(f"actor {self.name} stopped"))
+            reply.stopped(f"actor {self.name} stopped while handling the message")
             raise
-        except BaseException as exc:
-            self._fail(entry[2], entry[0], exc)
+        except Exception as exc:
+            _answer_error(reply, exc)
             return
-        self._answer(entry[2], result)
+        except BaseException:
+            reply.stopped(f"the handler of actor {self.name} was interrupted")
+            raise
+        finally:
+            CURRENT.reset(token)
+        pending = self._answer(msg_type, reply, result)
+        if pending is not None:
+            await pending
 
-    def _answer(self, reply: Any, msg: Message) -> None:
-        if reply is None:
-            return
-        if type(reply) is _Future:
-            if not reply.done():
-                reply.set_result(msg)
-        elif msg._items is not None:
-            writer = reply.stream()
-            self.loop.create_task(_pump_stream(self.hub, self.loop, writer, msg))
-        else:
-            reply.ok(msg._msg_type, msg._payload)
+    def _answer(self, msg_type: str, reply: Reply, result: Any) -> Any:
+        """Answers ``reply`` with ``result``; for a stream, returns the coroutine that produces
+        it (the actor's turn lasts until it ends)."""
+        default = self._remote_default if reply.remote else self._local_default
+        impl = self.impl
+        try:
+            items = impl.items(msg_type, result, default)
+            if items is None:
+                msg = impl.single(msg_type, result, default)
+        except Exception as exc:
+            _answer_error(reply, exc)
+            return None
+        if items is not None:
+            writer = reply.stream(32, self.stream_timeout)
+            if writer is None:  # a tell: nobody reads the stream
+                return _close(items)
+            if type(writer) is not LocalStream:
+                writer = NativeWriter(self.hub, self.loop, writer)
+            return self._stream(writer, items)
+        reply.ok(msg._msg_type, msg._payload)
+        return None
 
-    def _fail(self, reply: Any, msg_type: str, exc: BaseException) -> None:
-        if reply is None:
-            log.warning("actor %s: handler for %r failed on a tell: %r", self.name, msg_type, exc)
-            return
-        err = actor_error(exc)
-        if type(reply) is _Future:
-            if not reply.done():
-                reply.set_exception(err)
-        else:
-            reply.error(err.type_name, err.message)
+    async def _stream(self, writer: Any, items: Any) -> None:
+        """Copies a streamed reply into ``writer``, item by item, holding the actor's turn."""
+        token = CURRENT.set((self, self.turn))
+        try:
+            while True:
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    await writer.end()
+                    return
+                except asyncio.CancelledError:
+                    if type(writer) is LocalStream:  # a native reader sees the stream cut short
+                        writer.put_error(ActorStoppedError(f"actor {self.name} stopped"))
+                    raise
+                except Exception as exc:
+                    await writer.fail(*describe(exc))
+                    return
+                try:
+                    await writer.send(item._msg_type, item._payload)
+                except ActorStoppedError:
+                    return  # the reader went away: stop producing
+                except AskTimeoutError as exc:  # the reader made no room in time
+                    if type(writer) is not LocalStream:
+                        await writer.fail("TimeoutError", str(exc), None)
+                    return
+        finally:
+            CURRENT.reset(token)
+            await _close(items)
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -419,45 +390,52 @@ class LocalActor:
             self._task.cancel()
         while self.queue:
             _, _, reply = self.queue.popleft()
-            err = ActorStoppedError(f"actor {self.name} stopped before handling the message")
-            if reply is None:
-                continue
-            if type(reply) is _Future:
-                if not reply.done():
-                    reply.set_exception(err)
-            else:
-                reply.error("ActorStoppedError", str(err))
+            if type(reply) is _CoreReply:
+                self.credits.release(1)
+            reply.stopped(f"actor {self.name} stopped before handling the message")
         while self._room:
             _wake(self._room.popleft())
 
 
-def _expire(fut: _Future[Any], timeout: float) -> None:
+def self_call_error(actor: str, method: str) -> ActorError:
+    """The error of a handler that waits for a reply from its own actor."""
+    return ActorError(
+        f"actor {actor} would wait for itself: its handler called {method}() on its own ref and "
+        "awaited the reply, but an actor handles one message at a time, so that reply could only "
+        "come after the handler returned; call the method directly on self, or use tell",
+        "ActorError",
+        f"actor {actor} would wait for itself",
+    )
+
+
+def _error_of(exc: Exception) -> ActorError:
+    from pulsing.exceptions import make_actor_error
+
+    return make_actor_error(*describe(exc))
+
+
+def _answer_error(reply: Reply, exc: Exception) -> None:
+    reply.error(*describe(exc))
+
+
+async def _close(items: Any) -> None:
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # a generator failing while closing: nobody to tell but the log
+            from pulsing._reply import log
+
+            log.warning("a streaming handler failed while closing", exc_info=True)
+
+
+def _expire(fut: asyncio.Future[Any], timeout: float) -> None:
     if not fut.done():
         fut.set_exception(
             AskTimeoutError(f"ask timed out after {timeout}s; the message may have been delivered")
         )
 
 
-def _wake(fut: _Future[None]) -> None:
+def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-async def _pump_stream(hub: Any, loop: asyncio.AbstractEventLoop, writer: Any, msg: Message) -> None:
-    """Copies a streamed reply into a native stream, item by item, keeping its back-pressure."""
-    try:
-        async for item in msg:
-            fut = loop.create_future()
-            writer.send(hub, fut, item._msg_type, item._payload)
-            await fut
-    except ActorStoppedError:
-        return  # the reader went away: stop producing
-    except Exception as exc:
-        err = actor_error(exc)
-        fut = loop.create_future()
-        writer.fail(hub, fut, err.type_name, err.message)
-        await fut
-        return
-    fut = loop.create_future()
-    writer.end(hub, fut)
-    await fut

@@ -33,7 +33,7 @@ class Hub:
 
     def __init__(
         self,
-        deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle | None], None],
+        deliver: collections.abc.Callable[[int, str, bytes, ReplyHandle], None],
         decode: collections.abc.Callable[[bytes], typing.Any],
         stream: collections.abc.Callable[[NativeStream], typing.Any],
     ) -> None: ...
@@ -43,6 +43,8 @@ class Hub:
         """Resolves finished calls and delivers inbound messages; never blocks."""
     def pending(self) -> int:
         """Calls still waiting for their result."""
+    def cancel(self, id: int) -> None:
+        """Abandons the call ``id`` (resets a remote request)."""
     def close(self) -> None:
         """Refuses later events and fails waiting futures with ActorStoppedError."""
 
@@ -52,6 +54,8 @@ def build_system(
     addr: str | None = None,
     seeds: list[str] = ...,
     ask_timeout: float | None = None,
+    mailbox_capacity: int | None = None,
+    mailbox_wait: float | None = None,
 ) -> None:
     """Builds a system with ``pulsing::system_builder()``; ``fut`` gets a NativeSystem."""
 
@@ -65,10 +69,23 @@ class NativeSystem:
     @property
     def ask_timeout(self) -> float:
         """The default ask timeout in seconds."""
-    def spawn(self, hub: Hub, fut: _Fut, name: str, public: bool, actor_id: int) -> None:
+    @property
+    def node_id(self) -> str:
+        """This run's boot id, 16 hex digits."""
+    def members(self) -> list[tuple[str, str, str]]:
+        """``(addr, node_id, state)`` of each member."""
+    def spawn(
+        self, hub: Hub, fut: _Fut, name: str, public: bool, actor_id: int, credits: Credits
+    ) -> None:
         """Registers the proxy of Python actor ``actor_id``; ``fut`` gets its NativeRef."""
+    def spawn_anonymous(self, hub: Hub, fut: _Fut, actor_id: int, credits: Credits) -> None:
+        """As ``spawn``, with a generated id; ``fut`` gets its NativeRef."""
     def find(self, hub: Hub, fut: _Fut, name: str) -> None:
         """``fut`` gets a NativeRef or None."""
+    def find_all(self, hub: Hub, fut: _Fut, name: str) -> None:
+        """``fut`` gets a list of NativeRef."""
+    def decode_ref(self, data: bytes) -> NativeRef:
+        """The ref that extension data ``[addr, node, id]`` names."""
     def stop(self, hub: Hub, fut: _Fut, name: str) -> None:
         """Stops a local actor."""
     def shutdown(self, hub: Hub, fut: _Fut) -> None:
@@ -93,10 +110,16 @@ class NativeRef:
     @property
     def remote_addr(self) -> str | None:
         """The remote node's address."""
-    def ask(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes, timeout: float) -> None:
-        """``fut`` gets ``(msg_type, payload)`` or a NativeStream."""
-    def call(self, hub: Hub, fut: _Fut, method: str, payload: bytes, timeout: float) -> None:
-        """``fut`` gets the decoded reply value, or the hub's ``stream(...)`` of a streamed one."""
+    @property
+    def node_id(self) -> str | None:
+        """The boot id the ref is pinned to, if any."""
+    def ext_data(self) -> bytes:
+        """This ref as msgpack extension data ``[addr, node, id]``."""
+    def ask(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes, timeout: float) -> int:
+        """``fut`` gets ``(msg_type, payload)`` or a NativeStream; returns the call's number."""
+    def call(self, hub: Hub, fut: _Fut, method: str, payload: bytes, timeout: float) -> int:
+        """``fut`` gets the decoded reply value, or the hub's ``stream(...)`` of a streamed one;
+        returns the call's number."""
     def tell(self, hub: Hub, fut: _Fut, msg_type: str, payload: bytes) -> None:
         """``fut`` gets None once the message is queued."""
 
@@ -108,20 +131,39 @@ class NativeStream:
         """``fut`` gets ``(msg_type, payload)``, None at the end, or the error that ended it."""
 
 @typing.final
+class Credits:
+    """How many messages a proxy may hand to Python before Python takes them out of its mailbox."""
+
+    def __init__(self, capacity: int) -> None: ...
+    def release(self, n: int) -> None:
+        """Returns ``n`` credits."""
+    @property
+    def available(self) -> int:
+        """Credits left."""
+
+@typing.final
 class ReplyHandle:
     """The reply slot of a message delivered to a Python actor by the core system."""
 
     @property
     def answered(self) -> bool:
         """Whether an answer was given."""
+    @property
+    def closed(self) -> bool:
+        """Whether the asker gave up."""
+    @property
+    def remote(self) -> bool:
+        """Always True: the answer may leave this node."""
     def ok(self, msg_type: str, payload: bytes) -> bool:
         """Answers with a single message."""
-    def error(self, type_name: str | None, message: str) -> bool:
+    def error(self, type_name: str | None, message: str, detail: str | None = None) -> bool:
         """Answers with a handler error."""
-    def full(self, message: str) -> bool:
-        """Refuses the message: the sender gets MailboxFullError."""
-    def stream(self, capacity: int = 32) -> StreamWriter:
-        """Answers with a stream and returns its writer."""
+    def stopped(self, message: str) -> bool:
+        """Answers that the actor stopped: the sender gets ActorStoppedError."""
+    def expire(self) -> None:
+        """Drops the message because its asker gave up, counting it as expired."""
+    def stream(self, capacity: int = 32, timeout: float = 30.0) -> StreamWriter | None:
+        """Answers with a stream and returns its writer (None for a tell)."""
 
 @typing.final
 class StreamWriter:
@@ -131,5 +173,12 @@ class StreamWriter:
         """Queues one item."""
     def end(self, hub: Hub, fut: _Fut) -> None:
         """Ends the stream cleanly."""
-    def fail(self, hub: Hub, fut: _Fut, type_name: str | None, message: str) -> None:
+    def fail(
+        self,
+        hub: Hub,
+        fut: _Fut,
+        type_name: str | None,
+        message: str,
+        detail: str | None = None,
+    ) -> None:
         """Ends the stream with an error item."""

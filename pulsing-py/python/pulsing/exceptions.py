@@ -13,6 +13,8 @@ when it raises them.
 
 from __future__ import annotations
 
+import builtins
+
 __all__ = [
     "ActorError",
     "ActorNotFoundError",
@@ -22,6 +24,8 @@ __all__ = [
     "MailboxFullError",
     "NodeUnreachableError",
     "PulsingError",
+    "actor_error_class",
+    "make_actor_error",
 ]
 
 
@@ -37,25 +41,104 @@ class ActorError(PulsingError):
     """The actor's handler raised or returned an error while handling the message.
 
     Raised at the caller as ``ActorError(text, type_name, message)``: :attr:`type_name` is the
-    class name of the exception the remote handler raised (``"ValueError"``), :attr:`message` its
-    message, and ``str(err)`` reads ``"ValueError: message"``. Calling a method the actor does not
-    have gives ``type_name == "AttributeError"``.
+    class name of the exception the handler raised (``"ValueError"``), :attr:`message` its
+    message, and ``str(err)`` reads ``"ValueError: message"``. :attr:`remote_traceback` is the
+    handler's formatted traceback, also added as a note (PEP 678), when the handler was Python.
+
+    When the handler raised a builtin exception (``ValueError``, ``KeyError``, ...), the error the
+    caller gets is an instance of a class deriving from both :class:`ActorError` and that builtin
+    (see :func:`actor_error_class`), so ``except ValueError`` works across nodes as in-process.
+    Calling a method the actor does not have gives ``type_name == "AttributeError"``.
     """
+
+    remote_traceback: str | None = None
+    """The handler's formatted traceback (``None`` when the handler was not Python)."""
+
+    def __init__(self, *args: object) -> None:
+        # ActorError(text, type_name, message); kept as attributes too, since some builtin bases
+        # (OSError) keep only part of `args`.
+        super().__init__(*args)
+        text = str(args[0]) if args else ""
+        self._text = text
+        self._type_name: str | None = args[1] if len(args) > 1 else None  # type: ignore[assignment]
+        self._message = str(args[2]) if len(args) > 2 and args[2] is not None else text
 
     @property
     def type_name(self) -> str | None:
         """Class name of the exception the handler raised, when known."""
-        return self.args[1] if len(self.args) > 1 else None
+        return self._type_name
 
     @property
     def message(self) -> str:
         """The handler's error message, without the type name."""
-        if len(self.args) > 2:
-            return str(self.args[2])
-        return str(self.args[0]) if self.args else ""
+        return self._message
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+        return self._text
+
+
+# Builtin classes that must not be mixed in: raising them means something to the interpreter
+# (a StopIteration leaving a generator becomes a RuntimeError) rather than "this went wrong".
+_NOT_MIXED = frozenset({"StopIteration", "StopAsyncIteration"})
+_COMBINED: dict[str, type[ActorError]] = {}
+
+
+def actor_error_class(type_name: str | None) -> type[ActorError]:
+    """The class of the error a caller gets for a handler that raised ``type_name``.
+
+    For the name of an exception class of :mod:`builtins` (an ``Exception`` subclass), a class
+    deriving from both :class:`ActorError` and that builtin, named ``Remote<Name>`` and made once
+    per name; for any other name (user classes, Rust errors), :class:`ActorError` itself.
+    """
+    if type_name is None:
+        return ActorError
+    cls = _COMBINED.get(type_name)
+    if cls is not None:
+        return cls
+    cls = ActorError
+    builtin = getattr(builtins, type_name, None)
+    if (
+        isinstance(builtin, type)
+        and issubclass(builtin, Exception)
+        and not issubclass(builtin, PulsingError)
+        and type_name not in _NOT_MIXED
+    ):
+        try:
+            cls = type(
+                f"Remote{type_name}",
+                (ActorError, builtin),
+                {"__module__": __name__, "__doc__": f"An actor's handler raised {type_name}."},
+            )
+        except TypeError:  # the two layouts cannot be combined
+            cls = ActorError
+    _COMBINED[type_name] = cls
+    return cls
+
+
+def make_actor_error(
+    type_name: str | None, message: str, remote_traceback: str | None = None
+) -> ActorError:
+    """The error a caller gets for a handler that raised ``type_name(message)``.
+
+    An instance of :func:`actor_error_class` ``(type_name)``, with :attr:`ActorError.remote_traceback`
+    set and added as a note. Falls back to a plain :class:`ActorError` if the combined class cannot
+    be built with these arguments (a builtin whose constructor wants other arguments).
+    """
+    text = f"{type_name}: {message}" if type_name else message
+    cls = actor_error_class(type_name)
+    try:
+        err = cls(text, type_name, message)
+    except Exception:  # e.g. UnicodeDecodeError wants five arguments
+        err = ActorError(text, type_name, message)
+    if remote_traceback:
+        err.remote_traceback = remote_traceback
+        note = "remote traceback:\n" + remote_traceback.rstrip("\n")
+        add_note = getattr(err, "add_note", None)
+        if add_note is not None:
+            add_note(note)
+        else:  # Python 3.10: no add_note, same attribute
+            err.__notes__ = [note]  # type: ignore[attr-defined]
+    return err
 
 
 class AskTimeoutError(PulsingError, TimeoutError):
@@ -76,3 +159,13 @@ class BadMessageError(PulsingError):
 
 class ActorStoppedError(PulsingError):
     """The actor stopped before it could handle the message."""
+
+
+def __getattr__(name: str) -> type[ActorError]:
+    # `Remote<Builtin>` classes are made on first use; this makes them importable (and picklable)
+    # by name as well.
+    if name.startswith("Remote"):
+        cls = actor_error_class(name[len("Remote") :])
+        if cls is not ActorError:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,100 @@
+"""``SystemConfig``: how to start an :class:`~pulsing.actor.ActorSystem`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar, overload
+
+__all__ = ["DEFAULT_MAILBOX_CAPACITY", "DEFAULT_MAILBOX_WAIT", "SystemConfig"]
+
+DEFAULT_MAILBOX_CAPACITY = 1024
+"""Messages a Python actor's mailbox holds by default (as the core's default)."""
+DEFAULT_MAILBOX_WAIT = 5.0
+"""Seconds a sender waits for room in a full mailbox before ``MailboxFullError``."""
+DEFAULT_STREAM_SEND_TIMEOUT = 30.0
+"""Seconds a streaming handler waits for its consumer to make room before the stream fails."""
+
+_C = TypeVar("_C")
+_R = TypeVar("_R")
+
+
+class _either(Generic[_C, _R]):  # noqa: N801 - used like `classmethod`
+    """A method callable on the class (acting on a default instance) or on an instance."""
+
+    def __init__(self, fn: Callable[..., _R]) -> None:
+        self._fn = fn
+        self.__doc__ = fn.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type[_C]) -> Callable[..., _R]: ...
+    @overload
+    def __get__(self, obj: _C, owner: type[_C]) -> Callable[..., _R]: ...
+    def __get__(self, obj: Any, owner: Any) -> Callable[..., _R]:
+        target = obj if obj is not None else owner()
+        return self._fn.__get__(target, owner)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """How to start an :class:`ActorSystem`: standalone, or serving an address and joining seeds.
+
+    ``SystemConfig.with_addr("0.0.0.0:8000")`` serves on that address (port 0 picks a free one; the
+    bound address is ``system.addr``); ``.with_seeds(["host:port", ...])`` also joins the cluster
+    through those nodes. ``SystemConfig.standalone()`` has no network. Each ``with_*`` returns a new
+    config and works on the class or on an instance.
+    """
+
+    addr: str | None = None
+    seeds: tuple[str, ...] = ()
+    ask_timeout: float | None = None
+    mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY
+    mailbox_wait: float = DEFAULT_MAILBOX_WAIT
+    stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT
+
+    @classmethod
+    def standalone(cls) -> SystemConfig:
+        """A config with no network: actors are reachable from this process only."""
+        return cls()
+
+    @_either
+    def with_addr(self, addr: str) -> SystemConfig:
+        """This config serving on ``addr`` (``"host:port"``, an IP host)."""
+        return replace(self, addr=str(addr))
+
+    @_either
+    def with_seeds(self, seeds: list[str] | tuple[str, ...] | str) -> SystemConfig:
+        """This config joining the cluster through ``seeds`` (``"host:port"`` each)."""
+        if isinstance(seeds, str):
+            seeds = [seeds]
+        return replace(self, seeds=tuple(str(s) for s in seeds))
+
+    @_either
+    def with_ask_timeout(self, seconds: float) -> SystemConfig:
+        """This config with a default ask timeout of ``seconds`` (default 30 s)."""
+        return replace(self, ask_timeout=_positive("ask timeout", seconds))
+
+    @_either
+    def with_mailbox_capacity(self, capacity: int) -> SystemConfig:
+        """This config with every actor's mailbox holding at most ``capacity`` messages
+        (default 1024), for callers on this node and for messages from other nodes alike."""
+        return replace(self, mailbox_capacity=max(1, int(capacity)))
+
+    @_either
+    def with_mailbox_wait(self, seconds: float) -> SystemConfig:
+        """This config with senders waiting at most ``seconds`` for room in a full mailbox
+        (default 5 s), then failing with ``MailboxFullError``."""
+        return replace(self, mailbox_wait=_positive("mailbox wait", seconds))
+
+    @_either
+    def with_stream_send_timeout(self, seconds: float) -> SystemConfig:
+        """This config with a streaming handler waiting at most ``seconds`` for its consumer to
+        read (default 30 s); then the stream ends with an error and the actor goes on."""
+        return replace(self, stream_send_timeout=_positive("stream send timeout", seconds))
+
+
+def _positive(what: str, seconds: float) -> float:
+    value = float(seconds)
+    if not value > 0:
+        raise ValueError(f"{what} must be > 0 seconds, got {seconds!r}")
+    return value
