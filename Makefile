@@ -3,7 +3,8 @@
 #
 #   make demo    the distributed counter as two OS processes: Rust (examples/distributed_counter.rs),
 #                then Python (examples/python/distributed_counter.py)
-#   make test    fmt-check, clippy, cargo-test, py-test, in this order; stops at the first failure
+#   make test    fmt-check, clippy, cargo-test, py-test, py-lint, in this order; stops at the first
+#                failure
 #   make bench   run the local benchmarks (examples/bench.rs)
 
 CARGO ?= cargo
@@ -11,7 +12,7 @@ PYTHON ?= python3
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.stamp
-PY_DEPS := 'maturin>=1.9.4,<2' pytest pytest-timeout msgpack
+PY_DEPS := 'maturin>=1.9.4,<2' pytest pytest-timeout msgpack 'mypy>=1.10' 'ruff>=0.6'
 
 # `$(call ensure,fmt,rustfmt)`: checks that `cargo fmt` works; if not, installs the rustup component
 # `rustfmt` when rustup is there, else fails saying what is missing.
@@ -22,13 +23,13 @@ ensure = $(CARGO) $(1) --version >/dev/null 2>&1 \
 # `test` runs its steps one after another, never in parallel, even under `make -j`.
 .NOTPARALLEL:
 
-.PHONY: help demo test tools fmt-check clippy cargo-test venv py-build py-test bench clean
+.PHONY: help demo test tools fmt-check clippy cargo-test venv py-build py-test py-lint bench clean
 
 help:
 	@echo "make demo    distributed counter across two OS processes (Rust, then Python)"
-	@echo "make test    fmt-check, clippy, cargo-test, py-test"
+	@echo "make test    fmt-check, clippy, cargo-test, py-test, py-lint"
 	@echo "make bench   local benchmarks (JSON lines)"
-	@echo "make venv    create .venv with maturin, pytest, pytest-timeout, msgpack"
+	@echo "make venv    create .venv with maturin, pytest, pytest-timeout, msgpack, mypy, ruff"
 	@echo "make clean   remove target/, .venv and Python build leftovers"
 
 demo: py-build
@@ -37,7 +38,7 @@ demo: py-build
 	@echo "== Python: the remote actors guide's distributed counter, two OS processes =="
 	$(VENV)/bin/python examples/python/distributed_counter.py
 
-test: tools fmt-check clippy cargo-test py-test
+test: tools fmt-check clippy cargo-test py-test py-lint
 
 # The wire-conformance tests drive curl; install it where it is missing (Debian, as root).
 tools:
@@ -57,8 +58,9 @@ cargo-test:
 
 venv: $(VENV_STAMP)
 
-# The stamp is written only after every install succeeded, so a failed install is retried next time.
-$(VENV_STAMP):
+# The stamp is written only after every install succeeded, so a failed install is retried next time;
+# a change of PY_DEPS (this Makefile) installs again.
+$(VENV_STAMP): Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 		|| { echo "$(PYTHON) is older than Python 3.10" >&2; exit 1; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +73,11 @@ py-build: venv
 # pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
 py-test: py-build
 	$(VENV)/bin/pytest pulsing-py/tests -q
+
+# The Python package's own code: ruff (lint and format) and mypy --strict (config in pyproject.toml).
+py-lint: venv
+	cd pulsing-py && ../$(VENV)/bin/ruff check python && ../$(VENV)/bin/ruff format --check python
+	cd pulsing-py && ../$(VENV)/bin/mypy
 
 bench:
 	$(CARGO) run --release --example bench -- --scenario local

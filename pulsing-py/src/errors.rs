@@ -35,7 +35,9 @@ pub(crate) fn to_py_err(err: PulsingError) -> PyErr {
                 e.message().to_owned(),
                 e.detail().map(str::to_owned),
             ),
-            PulsingError::Panicked { message, .. } => (Some("panic".to_owned()), message.clone(), None),
+            PulsingError::Panicked { message, .. } => {
+                (Some("panic".to_owned()), message.clone(), None)
+            }
             other => (None, other.wire_message(), None),
         };
         actor_error(type_name, message, detail)

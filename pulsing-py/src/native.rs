@@ -173,8 +173,9 @@ impl NativeSystem {
     /// node's first.
     fn find_all(&self, hub: &Bound<'_, Hub>, fut: Py<PyAny>, name: String) {
         let system = self.system.clone();
-        hub.get()
-            .run(fut, async move { Outcome::FoundAll(system.find_all(&name).await) });
+        hub.get().run(fut, async move {
+            Outcome::FoundAll(system.find_all(&name).await)
+        });
     }
 
     /// The ref that msgpack extension data `[addr, node, id]` names (see `docs/protocol.md`).

@@ -292,7 +292,11 @@ impl StreamWriter {
 }
 
 /// The core error for a Python handler's exception.
-fn actor_error(type_name: Option<String>, message: String, detail: Option<String>) -> CoreActorError {
+fn actor_error(
+    type_name: Option<String>,
+    message: String,
+    detail: Option<String>,
+) -> CoreActorError {
     let err = match type_name {
         Some(t) => CoreActorError::with_type(t, message),
         None => CoreActorError::new(message),

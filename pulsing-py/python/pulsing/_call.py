@@ -40,7 +40,7 @@ class Call:
     """One method call (see the module docs): ``await`` it for the value, or ``async for`` over
     a streamed reply."""
 
-    __slots__ = ("_ref", "_name", "_payload", "_it", "_id")
+    __slots__ = ("_id", "_it", "_name", "_payload", "_ref")
 
     def __init__(self, ref: ActorRef, name: str, payload: bytes) -> None:
         self._ref = ref
@@ -65,7 +65,7 @@ class Call:
     # -- the coroutine protocol ----------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self  # type: ignore[return-value]
+        return self
 
     def __iter__(self) -> Call:
         return self
@@ -131,7 +131,7 @@ Coroutine.register(Call)
 class Method:
     """``ref.name``: calling it makes a :class:`Call` of the actor's method ``name``."""
 
-    __slots__ = ("_ref", "_name")
+    __slots__ = ("_name", "_ref")
 
     def __init__(self, ref: ActorRef, name: str) -> None:
         self._ref = ref

@@ -29,8 +29,8 @@ Default = Callable[[Any], Any] | None
 ExtHook = Callable[[int, bytes], Any] | None
 
 _ALLOWED = "None, bool, int, float, str, bytes, list, tuple, dict and ActorRef"
-_packb = msgpack.packb
-_unpackb = msgpack.unpackb
+_packb: Callable[..., bytes] = msgpack.packb
+_unpackb: Callable[..., Any] = msgpack.unpackb
 
 
 def _refusal(what: str, value: object, err: Exception) -> TypeError:

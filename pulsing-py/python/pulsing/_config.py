@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar, overload
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 __all__ = ["DEFAULT_MAILBOX_CAPACITY", "DEFAULT_MAILBOX_WAIT", "SystemConfig"]
 
@@ -15,24 +16,20 @@ DEFAULT_MAILBOX_WAIT = 5.0
 DEFAULT_STREAM_SEND_TIMEOUT = 30.0
 """Seconds a streaming handler waits for its consumer to make room before the stream fails."""
 
-_C = TypeVar("_C")
+_P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-class _either(Generic[_C, _R]):  # noqa: N801 - used like `classmethod`
+class _either(Generic[_P, _R]):  # noqa: N801 - used like `classmethod`
     """A method callable on the class (acting on a default instance) or on an instance."""
 
-    def __init__(self, fn: Callable[..., _R]) -> None:
+    def __init__(self, fn: Callable[Concatenate[SystemConfig, _P], _R]) -> None:
         self._fn = fn
         self.__doc__ = fn.__doc__
 
-    @overload
-    def __get__(self, obj: None, owner: type[_C]) -> Callable[..., _R]: ...
-    @overload
-    def __get__(self, obj: _C, owner: type[_C]) -> Callable[..., _R]: ...
-    def __get__(self, obj: Any, owner: Any) -> Callable[..., _R]:
+    def __get__(self, obj: SystemConfig | None, owner: type[SystemConfig]) -> Callable[_P, _R]:
         target = obj if obj is not None else owner()
-        return self._fn.__get__(target, owner)  # type: ignore[no-any-return]
+        return functools.partial(self._fn, target)
 
 
 @dataclass(frozen=True)

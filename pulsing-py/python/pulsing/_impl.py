@@ -37,7 +37,7 @@ class Actor:
     its state and goes on.
     """
 
-    def receive(self, msg: Message) -> Message | None | Awaitable[Message | None]:
+    def receive(self, msg: Message) -> Message | Awaitable[Message | None] | None:
         """Handles one message and returns the reply."""
         raise NotImplementedError(f"{type(self).__name__} must override receive()")
 
@@ -113,13 +113,13 @@ def method_kinds(cls: type) -> dict[str, _Kind] | None:
             return None
         table = _method_table(cls)
         setattr(cls, _METHODS, table)
-    return table  # type: ignore[no-any-return]
+    return table
 
 
 class ReceiveImpl:
     """Adapts an :class:`Actor` (``receive(msg) -> Message``)."""
 
-    __slots__ = ("_receive", "_is_async", "target")
+    __slots__ = ("_is_async", "_receive", "target")
 
     def __init__(self, actor: Actor) -> None:
         self.target = actor
@@ -165,7 +165,7 @@ class MethodImpl:
     ``msgpack([args, kwargs])``, the reply holds ``msgpack(value)``; a generator method's reply is a
     stream of ``msgpack(item)``."""
 
-    __slots__ = ("target", "_kinds", "_cls_name", "_ext_hook")
+    __slots__ = ("_cls_name", "_ext_hook", "_kinds", "target")
 
     def __init__(self, obj: Any, kinds: dict[str, _Kind], ext_hook: ExtHook) -> None:
         self.target = obj
@@ -244,11 +244,12 @@ def impl_for(actor: object, ext_hook: ExtHook) -> Impl:
         return ReceiveImpl(actor)
     kinds = method_kinds(type(actor))
     if kinds is None:
-        raise TypeError(f"spawn takes an Actor or an @as_actor instance, not {type(actor).__name__}")
+        raise TypeError(
+            f"spawn takes an Actor or an @as_actor instance, not {type(actor).__name__}"
+        )
     return MethodImpl(actor, kinds, ext_hook)
 
 
 def is_coroutine(value: object) -> bool:
     """Whether a handler's result must be awaited (a coroutine it returned)."""
     return type(value) is CoroutineType or inspect.iscoroutine(value)
-

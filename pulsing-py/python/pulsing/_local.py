@@ -79,30 +79,30 @@ class LocalActor:
     """
 
     __slots__ = (
-        "name",
-        "actor_id",
-        "public",
-        "impl",
-        "system",
-        "loop",
-        "hub",
-        "native",
-        "credits",
-        "queue",
-        "busy",
-        "stopped",
-        "turn",
-        "capacity",
-        "mailbox_wait",
-        "stream_timeout",
-        "tell_reply",
-        "_room",
-        "_task",
         "_local_default",
         "_remote_default",
+        "_room",
+        "_task",
+        "actor_id",
+        "busy",
+        "capacity",
+        "credits",
+        "hub",
+        "impl",
+        "loop",
+        "mailbox_wait",
+        "name",
+        "native",
+        "public",
+        "queue",
+        "stopped",
+        "stream_timeout",
+        "system",
+        "tell_reply",
+        "turn",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - built in one place, by ActorSystem.spawn
         self,
         name: str,
         actor_id: int,
@@ -154,7 +154,8 @@ class LocalActor:
             raise ActorStoppedError(f"actor {self.name} stopped")
         if self.busy and self.calls_itself():
             raise self_call_error(self.name, msg_type)
-        if not self.busy and not self.impl.is_async(msg_type) and not self.impl.may_stream(msg_type):
+        impl = self.impl
+        if not self.busy and not impl.is_async(msg_type) and not impl.may_stream(msg_type):
             return self.run_inline(msg_type, payload)
         if len(self.queue) >= self.capacity:
             await self._wait_for_room()

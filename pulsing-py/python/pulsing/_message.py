@@ -27,7 +27,7 @@ class Message:
         print(reply.msg_type, reply.payload)
     """
 
-    __slots__ = ("_msg_type", "_payload", "_items")
+    __slots__ = ("_items", "_msg_type", "_payload")
 
     def __init__(self, msg_type: str, payload: bytes = b"", *, _items: Any = None) -> None:
         self._msg_type = msg_type

@@ -23,7 +23,7 @@ from pulsing.exceptions import PulsingError as PulsingError
 
 __version__: str
 NETWORK_AVAILABLE: bool
-"""Whether ``pulsing::system_builder().addr("127.0.0.1:0")`` builds in this build (found at import)."""
+"""Whether ``pulsing::system_builder().addr("127.0.0.1:0")`` builds here (found at import)."""
 
 _Fut = asyncio.Future[typing.Any]
 

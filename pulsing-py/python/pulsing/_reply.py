@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from pulsing._codec import Default
 from pulsing._message import Message
 from pulsing.exceptions import (
     ActorStoppedError,
@@ -163,7 +162,7 @@ class LocalStream:
     :class:`ActorStoppedError`, so the handler stops producing and the actor goes on.
     """
 
-    __slots__ = ("_items", "_capacity", "_timeout", "_reader_waits", "_writer_waits", "reader_gone")
+    __slots__ = ("_capacity", "_items", "_reader_waits", "_timeout", "_writer_waits", "reader_gone")
 
     def __init__(self, capacity: int, timeout: float) -> None:
         self._items: deque[Any] = deque()
@@ -266,8 +265,3 @@ class NativeWriter:
         fut = self._loop.create_future()
         self._native.fail(self._hub, fut, type_name, message, detail)
         await fut
-
-
-def default_for(reply: Reply, local: Default, remote: Default) -> Default:
-    """How refs inside the answer to ``reply`` are encoded."""
-    return remote if reply.remote else local

@@ -125,7 +125,7 @@ class ActorSystem:
     def _decode_ext(self, code: int, data: bytes) -> Any:
         if code != _codec.REF_EXT_TYPE:
             return msgpack.ExtType(code, data)
-        addr, node, actor = msgpack.unpackb(data)
+        _addr, node, actor = msgpack.unpackb(data)
         if node == self._node_id:
             local = self._by_name.get(actor) or self._anon_by_name.get(actor)
             # An actor of this node that is gone: calls through the ref fail with
@@ -332,4 +332,3 @@ def current_system() -> ActorSystem:
     if current is None:
         raise RuntimeError("current_system() is only available inside an actor's handler")
     return current[0].system
-

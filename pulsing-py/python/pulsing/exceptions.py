@@ -120,9 +120,10 @@ def make_actor_error(
 ) -> ActorError:
     """The error a caller gets for a handler that raised ``type_name(message)``.
 
-    An instance of :func:`actor_error_class` ``(type_name)``, with :attr:`ActorError.remote_traceback`
-    set and added as a note. Falls back to a plain :class:`ActorError` if the combined class cannot
-    be built with these arguments (a builtin whose constructor wants other arguments).
+    An instance of :func:`actor_error_class` ``(type_name)``, with
+    :attr:`ActorError.remote_traceback` set and added as a note. Falls back to a plain
+    :class:`ActorError` if the combined class cannot be built with these arguments (a builtin
+    whose constructor wants other arguments).
     """
     text = f"{type_name}: {message}" if type_name else message
     cls = actor_error_class(type_name)
@@ -137,7 +138,7 @@ def make_actor_error(
         if add_note is not None:
             add_note(note)
         else:  # Python 3.10: no add_note, same attribute
-            err.__notes__ = [note]  # type: ignore[attr-defined]
+            setattr(err, "__notes__", [note])  # noqa: B010 - unknown to 3.10 type stubs
     return err
 
 
