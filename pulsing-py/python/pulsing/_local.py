@@ -83,6 +83,7 @@ class LocalActor:
         "_remote_default",
         "_room",
         "_task",
+        "_waiting",
         "actor_id",
         "busy",
         "capacity",
@@ -132,6 +133,8 @@ class LocalActor:
         self.stream_timeout = config.stream_send_timeout
         self.tell_reply = TellReply(name)
         self._room: deque[asyncio.Future[None]] = deque()
+        # Tasks of calls waiting for room in a full mailbox (kept so they are not collected).
+        self._waiting: set[asyncio.Task[None]] = set()
         # The runner task while an asynchronous handler or a stream runs; cancelled by `stop`.
         self._task: asyncio.Task[None] | None = None
         self._local_default: Default = system._encode_local
@@ -175,6 +178,27 @@ class LocalActor:
         if len(self.queue) >= self.capacity:
             await self._wait_for_room()
         self._push(msg_type, payload, self.tell_reply)
+
+    def submit(self, msg_type: str, payload: bytes, call: Any) -> None:
+        """Queues a method call made on this loop (``call`` is a ``pulsing._call.Call``, which
+        speaks the reply protocol); a full mailbox makes it wait for room in a task of its own."""
+        if len(self.queue) < self.capacity:
+            self._push(msg_type, payload, call)
+            return
+        task = self.loop.create_task(self._submit_when_room(msg_type, payload, call))
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def _submit_when_room(self, msg_type: str, payload: bytes, call: Any) -> None:
+        try:
+            await self._wait_for_room()
+        except (MailboxFullError, ActorStoppedError) as exc:
+            if not call.done():
+                call._finished()
+                call.set_exception(exc)
+            return
+        if not call.done():
+            self._push(msg_type, payload, call)
 
     def deliver(self, msg_type: str, payload: bytes, reply: Reply) -> None:
         """Queues a message from the core system (called by the hub's drain, on the loop)."""
