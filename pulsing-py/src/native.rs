@@ -131,14 +131,15 @@ impl NativeSystem {
         self.system.ask_timeout().as_secs_f64()
     }
 
-    /// Registers the Python actor `actor_id` under `name`: a proxy actor in the core system that hands
-    /// its messages to the hub, at most as many unread as `credits` allows. Completes `fut` with the
-    /// proxy's [`NativeRef`].
+    /// Registers the Python actor `actor_id` under `name` (with no name: an anonymous actor, whose
+    /// id the core generates and which is reachable only through its ref): a proxy actor in the
+    /// core system that hands its messages to the hub, at most as many unread as `credits` allows.
+    /// Completes `fut` with the proxy's [`NativeRef`].
     fn spawn(
         &self,
         hub: &Bound<'_, Hub>,
         fut: Py<PyAny>,
-        name: String,
+        name: Option<String>,
         public: bool,
         actor_id: u64,
         credits: &Bound<'_, Credits>,
@@ -146,26 +147,12 @@ impl NativeSystem {
         let hub = hub.get();
         let system = self.system.clone();
         let proxy = PyProxy::new(actor_id, hub.shared.clone(), credits.get().permits.clone());
+        let opts = SpawnOptions::new().public(public);
         hub.run(fut, async move {
-            let opts = SpawnOptions::new().public(public);
-            Outcome::Spawned(system.spawn_with(proxy, &name, opts).await)
-        });
-    }
-
-    /// As [`spawn`](Self::spawn) for an anonymous actor: the core generates its id (the ref's
-    /// `name`), and it is reachable only through its ref.
-    fn spawn_anonymous(
-        &self,
-        hub: &Bound<'_, Hub>,
-        fut: Py<PyAny>,
-        actor_id: u64,
-        credits: &Bound<'_, Credits>,
-    ) {
-        let hub = hub.get();
-        let system = self.system.clone();
-        let proxy = PyProxy::new(actor_id, hub.shared.clone(), credits.get().permits.clone());
-        hub.run(fut, async move {
-            Outcome::Spawned(system.spawn_anonymous(proxy, SpawnOptions::new()).await)
+            Outcome::Spawned(match name {
+                Some(name) => system.spawn_with(proxy, &name, opts).await,
+                None => system.spawn_anonymous(proxy, opts).await,
+            })
         });
     }
 

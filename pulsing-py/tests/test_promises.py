@@ -37,6 +37,7 @@ from pulsing.actor import (
     Message,
     PulsingError,
     SystemConfig,
+    as_actor,
 )
 
 PEER_ARGS = ("--ask-timeout", "5")
@@ -566,3 +567,36 @@ def test_remote_calls_to_a_full_mailbox_wait_for_room_instead_of_being_refused(
 
     run_remote(small_mailbox_peer, test)
 
+
+
+@as_actor
+class Scheduler:
+    """Hands calls to itself to asyncio from inside its handler, without awaiting them."""
+
+    def __init__(self) -> None:
+        self.later_calls = 0
+
+    def later(self) -> None:
+        self.later_calls += 1
+
+    async def schedule_and_wait(self) -> str:
+        from pulsing.actor import current_actor
+
+        me = current_actor()
+        self.tasks = [asyncio.create_task(me.later()), asyncio.ensure_future(me.later())]
+        # The tasks start while this handler still runs: they wait their turn, they are no
+        # self-call (nobody here awaits them).
+        await asyncio.sleep(0.05)
+        return "scheduled"
+
+    def count(self) -> int:
+        return self.later_calls
+
+
+def test_calls_a_handler_hands_to_asyncio_for_its_own_actor_run_after_it() -> None:
+    async def test(system: ActorSystem) -> None:
+        ref = await system.spawn(Scheduler(), "scheduler")
+        assert await ref.schedule_and_wait() == "scheduled"
+        assert await eventually(lambda: ref.count(), equals=2, within=2.0) == 2
+
+    run_local(test)

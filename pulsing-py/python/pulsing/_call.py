@@ -242,14 +242,18 @@ class Call(_Future):  # type: ignore[type-arg]
         """Coroutine protocol: sends the call on the first step, then waits for its reply."""
         it = self._it
         if it is None:
-            it = self._it = self.__await__()
+            # Sent from a task of its own, which the running handler may not be waiting for:
+            # not a self-call even when made from that handler.
+            self._send()
+            it = self._it = _Future.__await__(self)
         return it.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         """Coroutine protocol: raises the exception inside the waiting call."""
         it = self._it
         if it is None:
-            it = self._it = self.__await__()
+            self._send()
+            it = self._it = _Future.__await__(self)
         return it.throw(typ if val is None else val)
 
 
@@ -285,9 +289,7 @@ class Method:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Call:
         ref = self._ref
-        return _Unsent(
-            ref, self._name, _codec.encode_call(self._name, args, kwargs, ref._default())
-        )
+        return _Unsent(ref, self._name, _codec.encode_call(self._name, args, kwargs, ref._encode))
 
     def __repr__(self) -> str:
         return f"<method {self._name} of {self._ref!r}>"

@@ -88,6 +88,7 @@ class LocalActor:
         "busy",
         "capacity",
         "credits",
+        "owed",
         "hub",
         "impl",
         "loop",
@@ -122,6 +123,8 @@ class LocalActor:
         self.hub = system._hub
         self.native: Any = None
         self.credits = credits
+        # Credits of core messages taken out of the mailbox and not returned yet (see _repay).
+        self.owed = 0
         self.queue: deque[_Entry] = deque()
         # True while a handler runs or a runner is scheduled; the queue is empty when it is False.
         self.busy = False
@@ -269,7 +272,7 @@ class LocalActor:
                 _wake(self._room.popleft())
             reply = entry[2]
             if type(reply) is _CoreReply:
-                self.credits.release(1)
+                self.owed += 1
             if reply.closed:
                 # The sender gave up (timeout, cancelled) before the actor reached the message.
                 reply.expire()
@@ -277,22 +280,31 @@ class LocalActor:
             return entry
         return None
 
+    def _repay(self) -> None:
+        """Returns the credits of the core messages taken out of the mailbox, in one call."""
+        if self.owed:
+            self.credits.release(self.owed)
+            self.owed = 0
+
     def _pump(self) -> None:
         """Handles queued messages with synchronous handlers; hands over to the runner task at
         the first one that awaits (an async handler or a streamed reply)."""
         impl = self.impl
-        while self.queue:
-            if impl.is_async(self.queue[0][0]):
-                self._task = self.loop.create_task(self._run(None))
-                return
-            entry = self._next()
-            if entry is None:
-                break
-            pending = self._handle(entry)
-            if pending is not None:
-                self._task = self.loop.create_task(self._run(pending))
-                return
-        self.busy = False
+        try:
+            while self.queue:
+                if impl.is_async(self.queue[0][0]):
+                    self._task = self.loop.create_task(self._run(None))
+                    return
+                entry = self._next()
+                if entry is None:
+                    break
+                pending = self._handle(entry)
+                if pending is not None:
+                    self._task = self.loop.create_task(self._run(pending))
+                    return
+            self.busy = False
+        finally:
+            self._repay()
 
     async def _run(self, pending: Any) -> None:
         """The runner: finishes ``pending`` (from :meth:`_handle`), then handles queued messages
@@ -306,8 +318,10 @@ class LocalActor:
                     break
                 pending = self._handle(entry)
                 if pending is not None:
+                    self._repay()
                     await pending
         finally:
+            self._repay()
             self._task = None
             self.busy = False
             if self.queue and not self.stopped:

@@ -75,11 +75,16 @@ class NativeSystem:
     def members(self) -> list[tuple[str, str, str]]:
         """``(addr, node_id, state)`` of each member."""
     def spawn(
-        self, hub: Hub, fut: _Fut, name: str, public: bool, actor_id: int, credits: Credits
+        self,
+        hub: Hub,
+        fut: _Fut,
+        name: str | None,
+        public: bool,
+        actor_id: int,
+        credits: Credits,
     ) -> None:
-        """Registers the proxy of Python actor ``actor_id``; ``fut`` gets its NativeRef."""
-    def spawn_anonymous(self, hub: Hub, fut: _Fut, actor_id: int, credits: Credits) -> None:
-        """As ``spawn``, with a generated id; ``fut`` gets its NativeRef."""
+        """Registers the proxy of Python actor ``actor_id`` (anonymous without a name); ``fut``
+        gets its NativeRef."""
     def find(self, hub: Hub, fut: _Fut, name: str) -> None:
         """``fut`` gets a NativeRef or None."""
     def find_all(self, hub: Hub, fut: _Fut, name: str) -> None:

@@ -47,6 +47,10 @@ class ActorRef:
         self._timeout = timeout
         self.name = name
         """The actor's name (for an anonymous actor, its generated id)."""
+        # How refs inside calls to this actor are encoded: a ref to a private actor may not leave
+        # this node.
+        here = local is not None or (native is not None and native.is_local)
+        self._encode: Default = system._encode_local if here else system._encode_remote
 
     @property
     def is_local(self) -> bool:
@@ -116,12 +120,6 @@ class ActorRef:
 
     def _timeout_s(self) -> float:
         return self._timeout if self._timeout is not None else self._system._ask_timeout
-
-    def _default(self) -> Default:
-        """How refs inside a call to this actor are encoded (private refs stay on their node)."""
-        if self.is_local:
-            return self._system._encode_local
-        return self._system._encode_remote
 
     def _on_loop(self, local: LocalActor) -> bool:
         try:

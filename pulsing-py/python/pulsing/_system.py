@@ -186,13 +186,12 @@ class ActorSystem:
             await actor.on_start()
         self._by_id[actor_id] = local
         try:
+            local.native = await self._call("spawn", name, bool(public), actor_id, credits)
             if name is None:
-                local.native = await self._call("spawn_anonymous", actor_id, credits)
                 local.name = local.native.name
                 local.tell_reply.actor = local.name
                 self._anon_by_name[local.name] = local
             else:
-                local.native = await self._call("spawn", name, bool(public), actor_id, credits)
                 self._by_name[name] = local
         except BaseException:
             del self._by_id[actor_id]
@@ -309,16 +308,20 @@ async def create_actor_system(config: SystemConfig | None = None) -> ActorSystem
     return system
 
 
+def _running(what: str) -> LocalActor:
+    current = CURRENT.get()
+    if current is None:
+        raise RuntimeError(f"{what}() is only available inside an actor's handler")
+    return current[0]
+
+
 def current_actor() -> ActorRef:
     """The ref of the actor whose handler is running (equal to the ref ``spawn`` returned).
 
     Raises:
         RuntimeError: not called from inside a handler.
     """
-    current = CURRENT.get()
-    if current is None:
-        raise RuntimeError("current_actor() is only available inside an actor's handler")
-    local = current[0]
+    local = _running("current_actor")
     return ActorRef(local.system, local.name, local, None)
 
 
@@ -328,7 +331,4 @@ def current_system() -> ActorSystem:
     Raises:
         RuntimeError: not called from inside a handler.
     """
-    current = CURRENT.get()
-    if current is None:
-        raise RuntimeError("current_system() is only available inside an actor's handler")
-    return current[0].system
+    return _running("current_system").system
