@@ -71,7 +71,9 @@ py-build: venv
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/maturin develop -m pulsing-py/Cargo.toml
 
 # pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
+# test_rust_refs.py talks to the Rust reference node, built here.
 py-test: py-build
+	$(CARGO) build --example echo_node
 	$(VENV)/bin/pytest pulsing-py/tests -q
 
 # The Python package's own code: ruff (lint and format) and mypy --strict (config in pyproject.toml).

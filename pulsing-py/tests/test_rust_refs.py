@@ -3,7 +3,7 @@ inside payloads"), against the Rust reference node ``examples/echo_node.rs`` in 
 a ref that a Rust actor sends decodes to a working Python ref, and a Python ref that Rust decodes
 works from Rust.
 
-The node is the built example binary (``make test`` builds it in ``cargo test --all-targets``).
+The node is the built example binary (``make py-test`` builds it before running pytest).
 Without it these tests fail, they do not skip: run ``cargo build --example echo_node``."""
 
 from __future__ import annotations
