@@ -81,6 +81,11 @@ impl HubShared {
             // A full socket buffer means a wake-up byte is already waiting: nothing to do.
             let _ = (&self.writer).write(&[1]);
         }
+        if self.closed.load(Ordering::Acquire) {
+            // Closed while this was pushed: no drain will come, so drop it now (a responder in it
+            // answers its asker `Stopped`).
+            self.events.clear();
+        }
     }
 
     /// Reports that the call registered under `id` finished.
@@ -116,8 +121,14 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// Registers `fut` (an asyncio future) and returns the number a Tokio task completes it with.
+    /// After [`close`](Hub::close) nothing could complete it: it fails at once with
+    /// `ActorStoppedError` instead.
     fn register(&self, fut: Py<PyAny>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if self.shared.closed.load(Ordering::Acquire) {
+            Python::attach(|py| fail_stopped(fut.bind(py)));
+            return id;
+        }
         self.futures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -195,6 +206,20 @@ impl Hub {
             )),
         }
         Ok(())
+    }
+}
+
+/// Fails `fut` with `ActorStoppedError` unless it is done already.
+fn fail_stopped(fut: &Bound<'_, PyAny>) {
+    let py = fut.py();
+    if matches!(
+        fut.call_method0("done").and_then(|d| d.is_truthy()),
+        Ok(false)
+    ) {
+        let err = crate::ActorStoppedError::new_err("the actor system shut down");
+        if let Err(e) = fut.call_method1("set_exception", (err.into_value(py),)) {
+            e.write_unraisable(py, None);
+        }
     }
 }
 
@@ -321,30 +346,16 @@ impl Hub {
         }
     }
 
-    /// Number of calls still waiting for their result.
-    fn pending(&self) -> usize {
-        self.futures.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
     /// Stops accepting events: later inbound messages are refused (their senders see the actor gone)
-    /// and later completions are dropped. Futures still waiting fail with `ActorStoppedError`, so no
-    /// caller waits for a result that can no longer come.
+    /// and later completions are dropped. Futures still waiting fail with `ActorStoppedError`, and so
+    /// do futures registered later, so no caller waits for a result that can no longer come.
     fn close(&self, py: Python<'_>) {
         self.submissions.close();
         self.shared.closed.store(true, Ordering::Release);
         self.shared.events.clear();
         let waiting = std::mem::take(&mut *self.futures.lock().unwrap_or_else(|p| p.into_inner()));
         for fut in waiting.into_values() {
-            let fut = fut.bind(py);
-            if matches!(
-                fut.call_method0("done").and_then(|d| d.is_truthy()),
-                Ok(false)
-            ) {
-                let err = crate::ActorStoppedError::new_err("the actor system shut down");
-                if let Err(e) = fut.call_method1("set_exception", (err.into_value(py),)) {
-                    e.write_unraisable(py, None);
-                }
-            }
+            fail_stopped(fut.bind(py));
         }
     }
 }

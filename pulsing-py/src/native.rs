@@ -5,7 +5,8 @@
 //! registers the future, starts the Rust future on the module's runtime and returns at once; the
 //! result comes back through [`Hub::drain`](crate::hub::Hub). Asks and tells, the hot path, are queued
 //! and started in batches (see [`crate::submit`]); the rest are spawned directly. So no call blocks the
-//! loop and none holds the GIL while it waits. The Pythonic API lives in `pulsing/actor.py`.
+//! loop and none holds the GIL while it waits. The Pythonic API is built on these in `pulsing/_system.py`,
+//! `_ref.py` and `_call.py`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +28,8 @@ pub(crate) fn seconds(value: f64) -> PyResult<Duration> {
 
 /// Builds a system with `pulsing::system_builder()` and completes `fut` with a [`NativeSystem`].
 ///
-/// With `addr` the system serves on it and with `seeds` joins them, as the facade provides; until the
-/// facade has a transport that fails with a `PulsingError` saying so.
+/// With `addr` the system serves on it and with `seeds` joins them (the facade's default transport and
+/// membership); a facade built without a transport fails with a `PulsingError` saying so.
 ///
 /// `mailbox_capacity` and `mailbox_wait` are the core mailbox's settings, so a Python actor's proxy
 /// bounds messages from other nodes as the Python mailbox bounds local ones.
@@ -196,11 +197,6 @@ impl NativeSystem {
         });
     }
 
-    /// Whether `shutdown` has been called.
-    fn is_shut_down(&self) -> bool {
-        self.system.is_shut_down()
-    }
-
     /// A ref to `name` served at `addr` (`host:port`), without asking the membership.
     fn remote_ref(&self, addr: &str, name: &str) -> PyResult<NativeRef> {
         let addr = addr
@@ -210,15 +206,6 @@ impl NativeSystem {
             .remote_ref(addr, name)
             .map(NativeRef::new)
             .map_err(crate::errors::to_py_err)
-    }
-
-    /// Names of the local actors, each with whether it is public.
-    fn local_actors(&self) -> Vec<(String, bool)> {
-        self.system
-            .local_actors()
-            .into_iter()
-            .map(|(n, p)| (n.to_string(), p))
-            .collect()
     }
 }
 

@@ -58,12 +58,6 @@ impl Credits {
     fn release(&self, n: usize) {
         self.permits.add_permits(n);
     }
-
-    /// Credits left.
-    #[getter]
-    fn available(&self) -> usize {
-        self.permits.available_permits()
-    }
 }
 
 /// The core actor standing for the Python actor `actor` (see the module docs).
@@ -97,8 +91,15 @@ impl Actor for PyProxy {
         ))
     }
 
-    /// Waits for a credit (room in the Python mailbox), then hands the message to the hub.
+    /// Waits for a credit (room in the Python mailbox), then hands the message to the hub. A
+    /// streamed request is refused first: a Python actor takes single messages.
     async fn forward(&mut self, msg: Message, reply: Responder, _ctx: &mut Context) {
+        if msg.is_stream() {
+            reply.fail(PulsingError::BadMessage(
+                "a Python actor takes single messages, not streams".into(),
+            ));
+            return;
+        }
         // Python gives the credit back when it takes the message out of its mailbox. The semaphore
         // is never closed; if it were, the message would still be handed over rather than lost.
         if let Ok(permit) = self.credits.acquire().await {
@@ -164,7 +165,7 @@ impl ReplyHandle {
     /// formatted traceback (sent to remote callers as the error's `detail`).
     #[pyo3(signature = (type_name, message, detail=None))]
     fn error(&self, type_name: Option<String>, message: String, detail: Option<String>) -> bool {
-        self.answer(Err(actor_error(type_name, message, detail)))
+        self.answer(Err(handler_error(type_name, message, detail)))
     }
 
     /// Answers that the actor stopped before (or while) handling the message: the sender gets
@@ -216,15 +217,6 @@ impl ReplyHandle {
         Ok(Some(StreamWriter {
             tx: Arc::new(tokio::sync::Mutex::new(Some(tx))),
         }))
-    }
-
-    /// Whether an answer was already given.
-    #[getter]
-    fn answered(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
     }
 }
 
@@ -284,7 +276,7 @@ impl StreamWriter {
     ) {
         self.run(hub, fut, move |tx| async move {
             if let Some(tx) = tx.lock().await.take() {
-                tx.fail(actor_error(type_name, message, detail)).await;
+                tx.fail(handler_error(type_name, message, detail)).await;
             }
             Ok(())
         });
@@ -292,7 +284,7 @@ impl StreamWriter {
 }
 
 /// The core error for a Python handler's exception.
-fn actor_error(
+fn handler_error(
     type_name: Option<String>,
     message: String,
     detail: Option<String>,

@@ -8,7 +8,8 @@ A call behaves like a coroutine, for local and remote actors alike:
   ``as_completed``, ``TaskGroup``, ``asyncio.wait`` over tasks...);
 - a call that is never sent emits ``RuntimeWarning: call <actor>.<method>() was never awaited``
   when it is collected;
-- cancelling it (its task cancelled, ``wait_for`` timing out) abandons it: a remote call's request
+- cancelling it (``call.cancel()``, its task cancelled, even before the task's first step,
+  ``wait_for`` timing out) abandons it: a call not sent yet is never sent; a remote call's request
   is reset at once, so the serving node skips the message if the actor has not reached it yet; a
   local one is skipped by the mailbox.
 
@@ -112,9 +113,6 @@ class Call(_Future):  # type: ignore[type-arg]
             )
         except Exception as exc:
             self.set_exception(exc)
-        except asyncio.CancelledError:
-            # A handler run inline raised it: the call ends cancelled, not with a reply.
-            _future_cancel(self)
 
     def _send_local(self, ref: ActorRef, local: LocalActor, awaited: bool) -> None:
         if local.stopped:
@@ -155,7 +153,11 @@ class Call(_Future):  # type: ignore[type-arg]
         _future_add_done_callback(self, fn, context=context)
 
     def cancel(self, msg: Any = None) -> bool:
-        """Future protocol: abandons the call; a remote one's request is reset at once."""
+        """Future protocol: abandons the call; a remote one's request is reset at once, and one
+        not sent yet is never sent."""
+        if self._ref is not None:
+            self._ref = None
+            self.__class__ = _Sent
         if not _future_cancel(self, msg):
             return False
         self._finished()
@@ -249,12 +251,18 @@ class Call(_Future):  # type: ignore[type-arg]
         return it.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        """Coroutine protocol: raises the exception inside the waiting call."""
+        """Coroutine protocol: raises the exception inside the waiting call. Thrown in before the
+        first step (a task cancelled before it started), the call is never sent, as a coroutine
+        never runs then."""
+        exc = typ if val is None else val
         it = self._it
         if it is None:
-            self._send()
-            it = self._it = _Future.__await__(self)
-        return it.throw(typ if val is None else val)
+            if self._ref is not None:
+                self._ref = None
+                self.__class__ = _Sent
+                _future_cancel(self)
+            raise exc
+        return it.throw(exc)
 
 
 class _Unsent(Call):

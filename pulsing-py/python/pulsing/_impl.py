@@ -197,7 +197,14 @@ class MethodImpl:
         if fn is None:
             raise AttributeError(f"actor {self._cls_name!r} has no method {msg_type!r}")
         args, kwargs = _codec.decode_call(payload, self._ext_hook)
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        kind = self._kinds.get(msg_type)
+        if kind is not None and not kind.is_async and is_coroutine(result):
+            # The same answer whether the actor was idle (the call runs inline, where nothing can
+            # be awaited) or busy.
+            result.close()
+            raise TypeError(f"method {msg_type!r} returned a coroutine; declare it async def")
+        return result
 
     def single(self, msg_type: str, result: Any, default: Default) -> Message:
         """The reply message for ``result``, a value (not a stream)."""
@@ -206,7 +213,10 @@ class MethodImpl:
         )
 
     def items(self, msg_type: str, result: Any, default: Default) -> AsyncIterator[Message] | None:
-        """The encoded items of a generator's reply, ``None`` if ``result`` is no generator."""
+        """The encoded items of a generator method's reply, ``None`` for any other method (a
+        plain method returning a generator is refused when its value is encoded, idle or busy)."""
+        if not self.may_stream(msg_type):
+            return None
         kind = type(result)
         if kind is GeneratorType or kind is AsyncGeneratorType:
             return _encoded_items(msg_type, result, default)

@@ -14,8 +14,8 @@ which the stream fails at the reader and the actor goes on.
 **Bounds**: the deque holds at most ``capacity`` messages from callers on this loop (a full
 mailbox makes them wait up to the mailbox wait, then ``MailboxFullError``). Messages from the core
 come through the actor's proxy, which may hand over at most ``capacity`` of them before Python has
-taken them out of the deque (credits, returned as they are taken): beyond that they wait in the
-proxy's core mailbox, where senders wait for room exactly as for a Rust actor.
+taken them out of the deque (credits, returned in one call per batch taken): beyond that they wait
+in the proxy's core mailbox, where senders wait for room exactly as for a Rust actor.
 
 **Skipped when abandoned**: a message whose sender gave up (timeout, cancellation) before the actor
 reached it is skipped; a core one is counted as expired.
@@ -28,6 +28,7 @@ the loop in between) and costs no scheduling at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import traceback
 from collections import deque
@@ -37,12 +38,13 @@ from pulsing import _pulsing as _native
 from pulsing._codec import Default
 from pulsing._impl import Impl, is_coroutine
 from pulsing._message import Message
-from pulsing._reply import FutureReply, LocalStream, NativeWriter, Reply, TellReply
+from pulsing._reply import FutureReply, LocalStream, NativeWriter, Reply, TellReply, log
 from pulsing.exceptions import (
     ActorError,
     ActorStoppedError,
     AskTimeoutError,
     MailboxFullError,
+    make_actor_error,
 )
 
 if TYPE_CHECKING:
@@ -53,10 +55,10 @@ __all__ = ["CURRENT", "LocalActor", "describe"]
 _Entry = tuple[str, bytes, Reply]
 _CoreReply = _native.ReplyHandle
 
-CURRENT: contextvars.ContextVar[tuple[LocalActor, int] | None] = contextvars.ContextVar(
+CURRENT: contextvars.ContextVar[LocalActor | None] = contextvars.ContextVar(
     "pulsing_current_actor", default=None
 )
-"""The actor whose handler is running in this context, with the number of its turn."""
+"""The actor whose handler is running in this context (what ``current_actor()`` returns)."""
 
 
 def describe(exc: BaseException) -> tuple[str, str, str]:
@@ -85,6 +87,7 @@ class LocalActor:
         "_task",
         "_waiting",
         "actor_id",
+        "anonymous",
         "busy",
         "capacity",
         "credits",
@@ -101,7 +104,6 @@ class LocalActor:
         "stream_timeout",
         "system",
         "tell_reply",
-        "turn",
     )
 
     def __init__(  # noqa: PLR0917 - built in one place, by ActorSystem.spawn
@@ -129,8 +131,8 @@ class LocalActor:
         # True while a handler runs or a runner is scheduled; the queue is empty when it is False.
         self.busy = False
         self.stopped = False
-        # Counts handled messages; with CURRENT it tells a call from inside the running handler.
-        self.turn = 0
+        # Spawned without a name: reachable only through its ref (so its ref may leave the node).
+        self.anonymous = False
         self.capacity = config.mailbox_capacity
         self.mailbox_wait = config.mailbox_wait
         self.stream_timeout = config.stream_send_timeout
@@ -146,10 +148,9 @@ class LocalActor:
     # -- sending -------------------------------------------------------------------------------
 
     def calls_itself(self) -> bool:
-        """Whether the running code is this actor's own handler, which waiting for a reply from
-        this actor would deadlock."""
-        current = CURRENT.get()
-        return current is not None and current[0] is self and current[1] == self.turn and self.busy
+        """Whether the running code is this actor's own (asynchronous) handler, which would wait
+        forever for a reply from this actor: only the runner task can deadlock on itself."""
+        return self.busy and self._task is not None and asyncio.current_task() is self._task
 
     async def ask(self, msg_type: str, payload: bytes, timeout: float) -> Message:
         """Handles ``(msg_type, payload)`` and returns the reply, waiting at most ``timeout``.
@@ -236,6 +237,10 @@ class LocalActor:
                 await fut
             finally:
                 timer.cancel()
+                if not fut.done() or fut in self._room:
+                    # Timed out or cancelled: a later room must wake the next waiter, not this one.
+                    with contextlib.suppress(ValueError):
+                        self._room.remove(fut)
             if self.stopped:
                 raise ActorStoppedError(f"actor {self.name} stopped")
 
@@ -244,16 +249,15 @@ class LocalActor:
     def run_inline(self, msg_type: str, payload: bytes) -> Message:
         """Runs a synchronous, non-streaming handler now, for a caller on the loop (fast path)."""
         self.busy = True
-        self.turn += 1
-        token = CURRENT.set((self, self.turn))
+        token = CURRENT.set(self)
         try:
             result = self.impl.handle(msg_type, payload)
-            if is_coroutine(result):
-                result.close()
-                raise TypeError(f"handler for {msg_type!r} returned a coroutine; declare it async")
             return self.impl.single(msg_type, result, self._local_default)
         except Exception as exc:
-            raise _error_of(exc) from None
+            raise make_actor_error(*describe(exc)) from None
+        except asyncio.CancelledError:
+            # Raised by the handler itself (nothing cancels a synchronous handler): no reply.
+            raise ActorStoppedError(_interrupted(self.name, msg_type)) from None
         finally:
             CURRENT.reset(token)
             self._release()
@@ -303,6 +307,10 @@ class LocalActor:
                     self._task = self.loop.create_task(self._run(pending))
                     return
             self.busy = False
+        except (KeyboardInterrupt, SystemExit):
+            # A handler stopped the program: leave the mailbox as it should be, then let it.
+            self._release()
+            raise
         finally:
             self._repay()
 
@@ -332,15 +340,18 @@ class LocalActor:
         """Runs the handler for ``entry`` and answers it, unless answering must await (an async
         handler or a streamed reply): that coroutine is returned for the runner to await."""
         msg_type, _, reply = entry
-        self.turn += 1
-        token = CURRENT.set((self, self.turn))
+        token = CURRENT.set(self)
         try:
             result = self.impl.handle(msg_type, entry[1])
         except Exception as exc:
-            _answer_error(reply, exc)
+            reply.error(*describe(exc))
             return None
-        except BaseException:
-            reply.stopped(f"the handler of actor {self.name} was interrupted")
+        except asyncio.CancelledError:
+            # Raised by the handler itself (nothing cancels a synchronous handler): no reply.
+            reply.stopped(_interrupted(self.name, msg_type))
+            return None
+        except (KeyboardInterrupt, SystemExit):
+            reply.stopped(_interrupted(self.name, msg_type))
             raise
         finally:
             CURRENT.reset(token)
@@ -350,17 +361,19 @@ class LocalActor:
 
     async def _finish(self, entry: _Entry, coro: Any) -> None:
         msg_type, _, reply = entry
-        token = CURRENT.set((self, self.turn))
+        token = CURRENT.set(self)
         try:
             result = await coro
         except asyncio.CancelledError:
-            reply.stopped(f"actor {self.name} stopped while handling the message")
-            raise
+            reply.stopped(_interrupted(self.name, msg_type))
+            if self.stopped or _cancel_requested():  # the runner is being cancelled: end it
+                raise
+            return  # the handler raised it itself: the actor goes on
         except Exception as exc:
-            _answer_error(reply, exc)
+            reply.error(*describe(exc))
             return
-        except BaseException:
-            reply.stopped(f"the handler of actor {self.name} was interrupted")
+        except (KeyboardInterrupt, SystemExit):
+            reply.stopped(_interrupted(self.name, msg_type))
             raise
         finally:
             CURRENT.reset(token)
@@ -378,7 +391,7 @@ class LocalActor:
             if items is None:
                 msg = impl.single(msg_type, result, default)
         except Exception as exc:
-            _answer_error(reply, exc)
+            reply.error(*describe(exc))
             return None
         if items is not None:
             writer = reply.stream(32, self.stream_timeout)
@@ -392,31 +405,36 @@ class LocalActor:
 
     async def _stream(self, writer: Any, items: Any) -> None:
         """Copies a streamed reply into ``writer``, item by item, holding the actor's turn."""
-        token = CURRENT.set((self, self.turn))
+        token = CURRENT.set(self)
+        ended = False  # the reader has, or will get, the stream's end or its error
         try:
             while True:
                 try:
                     item = await items.__anext__()
                 except StopAsyncIteration:
+                    ended = True
                     await writer.end()
                     return
-                except asyncio.CancelledError:
-                    if type(writer) is LocalStream:  # a native reader sees the stream cut short
-                        writer.put_error(ActorStoppedError(f"actor {self.name} stopped"))
-                    raise
                 except Exception as exc:
+                    ended = True
                     await writer.fail(*describe(exc))
                     return
                 try:
                     await writer.send(item._msg_type, item._payload)
                 except ActorStoppedError:
+                    ended = True
                     return  # the reader went away: stop producing
                 except AskTimeoutError as exc:  # the reader made no room in time
+                    ended = True
                     if type(writer) is not LocalStream:
                         await writer.fail("TimeoutError", str(exc), None)
                     return
         finally:
             CURRENT.reset(token)
+            if not ended and type(writer) is LocalStream:
+                # Cut short (the actor stopped, the handler was interrupted): a native reader sees
+                # the stream truncated; a local one is told here.
+                writer.put_error(ActorStoppedError(f"actor {self.name} stopped; the stream ended"))
             await _close(items)
 
     # -- stopping ------------------------------------------------------------------------------
@@ -426,7 +444,9 @@ class LocalActor:
         handler still running (its caller gets :class:`ActorStoppedError` too)."""
         self.stopped = True
         if self._task is not None:
-            self._task.cancel()
+            # One loop step later: a runner created by this very iteration has not started yet, and
+            # cancelling it now would skip the `finally` that answers what it was handed.
+            self.loop.call_soon(self._task.cancel)
         while self.queue:
             _, _, reply = self.queue.popleft()
             if type(reply) is _CoreReply:
@@ -447,14 +467,14 @@ def self_call_error(actor: str, method: str) -> ActorError:
     )
 
 
-def _error_of(exc: Exception) -> ActorError:
-    from pulsing.exceptions import make_actor_error
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to cancel (Python 3.11+; on 3.10, never known)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is not None and cancelling() > 0
 
-    return make_actor_error(*describe(exc))
 
-
-def _answer_error(reply: Reply, exc: Exception) -> None:
-    reply.error(*describe(exc))
+def _interrupted(actor: str, msg_type: str) -> str:
+    return f"the handler of actor {actor} for {msg_type!r} was interrupted before it replied"
 
 
 async def _close(items: Any) -> None:
@@ -463,8 +483,6 @@ async def _close(items: Any) -> None:
         try:
             await aclose()
         except Exception:  # a generator failing while closing: nobody to tell but the log
-            from pulsing._reply import log
-
             log.warning("a streaming handler failed while closing", exc_info=True)
 
 

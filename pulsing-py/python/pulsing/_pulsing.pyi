@@ -41,8 +41,6 @@ class Hub:
         """The descriptor the loop watches with ``add_reader``."""
     def drain(self) -> None:
         """Resolves finished calls and delivers inbound messages; never blocks."""
-    def pending(self) -> int:
-        """Calls still waiting for their result."""
     def cancel(self, id: int) -> None:
         """Abandons the call ``id`` (resets a remote request)."""
     def close(self) -> None:
@@ -95,12 +93,8 @@ class NativeSystem:
         """Stops a local actor."""
     def shutdown(self, hub: Hub, fut: _Fut) -> None:
         """Shuts the system down."""
-    def is_shut_down(self) -> bool:
-        """Whether shutdown was called."""
     def remote_ref(self, addr: str, name: str) -> NativeRef:
         """A ref to ``name`` at ``addr`` without asking the membership."""
-    def local_actors(self) -> list[tuple[str, bool]]:
-        """Local actor names with whether each is public."""
 
 @typing.final
 class NativeRef:
@@ -142,17 +136,11 @@ class Credits:
     def __init__(self, capacity: int) -> None: ...
     def release(self, n: int) -> None:
         """Returns ``n`` credits."""
-    @property
-    def available(self) -> int:
-        """Credits left."""
 
 @typing.final
 class ReplyHandle:
     """The reply slot of a message delivered to a Python actor by the core system."""
 
-    @property
-    def answered(self) -> bool:
-        """Whether an answer was given."""
     @property
     def closed(self) -> bool:
         """Whether the asker gave up."""

@@ -146,8 +146,12 @@ class ActorRef:
         if system._closed:
             raise ActorStoppedError("the actor system is shut down")
         fut = system._loop.create_future()
-        self._core().ask(system._hub, fut, msg_type, payload, timeout)
-        reply = await fut
+        call_id = self._core().ask(system._hub, fut, msg_type, payload, timeout)
+        try:
+            reply = await fut
+        except asyncio.CancelledError:
+            system._hub.cancel(call_id)  # resets a remote request: the serving node skips it
+            raise
         if type(reply) is tuple:
             return Message(reply[0], reply[1])
         return Message("", b"", _items=_native_items(system, reply))

@@ -2,12 +2,13 @@
 
 Each message in a Python actor's mailbox carries a reply slot:
 
-- :class:`FutureReply`: an ask from a caller on the actor's own loop (an asyncio future);
+- :class:`FutureReply`: an ask (``ref.ask(msg)``) from a caller on the actor's own loop;
+- ``pulsing._call.Call``: a method call from this loop, which is itself the future it resolves;
 - :class:`TellReply`: a tell from this loop (nobody to answer; a failure is logged);
 - ``pulsing._pulsing.ReplyHandle``: a message from the core system (another node, or a core ref),
   answered through Tokio.
 
-All three have the same methods, so the mailbox never asks which kind it holds. A streamed answer
+All of them have the same methods, so the mailbox never asks which kind it holds. A streamed answer
 is written through a :class:`StreamWriter`: :class:`LocalStream` (a bounded channel to a reader on
 this loop) or :class:`NativeWriter` (a native stream to the core).
 """

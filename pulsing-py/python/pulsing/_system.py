@@ -68,6 +68,7 @@ class ActorSystem:
         loop.add_reader(self._hub.fileno(), self._hub.drain)
         fut = loop.create_future()
         config = self._config
+        started = False
         try:
             _native.build_system(
                 self._hub,
@@ -79,9 +80,10 @@ class ActorSystem:
                 config.mailbox_wait,
             )
             self._native = await fut
-        except BaseException:
-            self._close_hub()
-            raise
+            started = True
+        finally:
+            if not started:  # failed, or cancelled: nothing else will close the hub
+                self._close_hub()
         self._ask_timeout = self._native.ask_timeout
         self._node_id = self._native.node_id
 
@@ -109,12 +111,7 @@ class ActorSystem:
         if not isinstance(obj, ActorRef):
             raise TypeError(f"can not serialize {type(obj).__name__!r} object")
         local = obj._local
-        if (
-            remote
-            and local is not None
-            and not local.public
-            and self._anon_by_name.get(local.name) is not local
-        ):
+        if remote and local is not None and not local.public and not local.anonymous:
             raise TypeError(
                 f"a ref to the private actor {local.name!r} cannot leave its node; spawn it "
                 "public (spawn(actor, name, public=True)) or anonymous (spawn(actor)) to hand "
@@ -187,15 +184,16 @@ class ActorSystem:
         self._by_id[actor_id] = local
         try:
             local.native = await self._call("spawn", name, bool(public), actor_id, credits)
-            if name is None:
-                local.name = local.native.name
-                local.tell_reply.actor = local.name
-                self._anon_by_name[local.name] = local
-            else:
-                self._by_name[name] = local
-        except BaseException:
-            del self._by_id[actor_id]
-            raise
+        finally:
+            if local.native is None:  # failed, or cancelled
+                del self._by_id[actor_id]
+        if name is None:
+            local.name = local.native.name
+            local.anonymous = True
+            local.tell_reply.actor = local.name
+            self._anon_by_name[local.name] = local
+        else:
+            self._by_name[name] = local
         return ActorRef(self, local.name, local, None)
 
     async def find(self, name: str) -> ActorRef | None:
@@ -250,11 +248,15 @@ class ActorSystem:
         if local is None:
             raise ActorNotFoundError(f"actor not found: {name}")
         await self._stop_local(local)
-        await self._call("stop", name)
+        try:
+            await self._call("stop", name)
+        finally:
+            # Only now: until its proxy stopped, messages still reach the stopped actor, which
+            # answers them and returns their credits.
+            self._by_id.pop(local.actor_id, None)
 
     async def _stop_local(self, local: LocalActor) -> None:
         local.stop()
-        self._by_id.pop(local.actor_id, None)
         target = local.impl.target
         if isinstance(target, Actor):
             try:
@@ -276,6 +278,7 @@ class ActorSystem:
         try:
             await self._call("shutdown")
         finally:
+            self._by_id.clear()
             self._close_hub()
 
     async def __aenter__(self) -> ActorSystem:
@@ -312,7 +315,7 @@ def _running(what: str) -> LocalActor:
     current = CURRENT.get()
     if current is None:
         raise RuntimeError(f"{what}() is only available inside an actor's handler")
-    return current[0]
+    return current
 
 
 def current_actor() -> ActorRef:

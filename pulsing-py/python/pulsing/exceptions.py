@@ -111,7 +111,8 @@ def actor_error_class(type_name: str | None) -> type[ActorError]:
             )
         except TypeError:  # the two layouts cannot be combined
             cls = ActorError
-    _COMBINED[type_name] = cls
+        # Cached for builtin names only: other names come from remote nodes, without bound.
+        _COMBINED[type_name] = cls
     return cls
 
 
