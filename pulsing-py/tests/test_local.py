@@ -434,3 +434,29 @@ def test_concurrent_calls_keep_the_counter_exact() -> None:
 def test_the_package_root_exposes_the_same_api() -> None:
     assert pulsing.as_actor is as_actor and pulsing.Message is Message
     assert pulsing.create_actor_system is create_actor_system
+
+
+def test_a_spawn_cancelled_half_way_leaves_the_name_free() -> None:
+    @as_actor
+    class Pinger:
+        def ping(self) -> str:
+            return "pong"
+
+    async def test(system: ActorSystem) -> None:
+        spawning = asyncio.create_task(system.spawn(Pinger(), "pinger"))
+        await asyncio.sleep(0)  # the core spawn is in flight
+        spawning.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await spawning
+        # Once the core has finished the spawn it is undone: the name is free again.
+        for _ in range(100):
+            try:
+                ref = await system.spawn(Pinger(), "pinger")
+                break
+            except PulsingError:
+                await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the name stayed taken by the cancelled spawn's proxy")
+        assert await ref.ping() == "pong"
+
+    run(test)

@@ -182,8 +182,17 @@ class ActorSystem:
         if isinstance(actor, Actor):
             await actor.on_start()
         self._by_id[actor_id] = local
+        if self._closed:
+            raise ActorStoppedError("the actor system is shut down")
+        spawned = self._loop.create_future()
+        self._native.spawn(self._hub, spawned, name, bool(public), actor_id, credits)
         try:
-            local.native = await self._call("spawn", name, bool(public), actor_id, credits)
+            # Shielded: a spawn that is cancelled half-way is undone below, once the core has
+            # finished it, instead of leaving a proxy nobody answers behind.
+            local.native = await asyncio.shield(spawned)
+        except asyncio.CancelledError:
+            spawned.add_done_callback(self._undo_spawn)
+            raise
         finally:
             if local.native is None:  # failed, or cancelled
                 del self._by_id[actor_id]
@@ -195,6 +204,11 @@ class ActorSystem:
         else:
             self._by_name[name] = local
         return ActorRef(self, local.name, local, None)
+
+    def _undo_spawn(self, spawned: asyncio.Future[Any]) -> None:
+        if spawned.cancelled() or spawned.exception() is not None or self._closed:
+            return
+        self._native.stop(self._hub, self._loop.create_future(), spawned.result().name)
 
     async def find(self, name: str) -> ActorRef | None:
         """A ref to the actor ``name``: a local actor first, else a public actor of the cluster;
