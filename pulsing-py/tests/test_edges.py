@@ -18,7 +18,6 @@ from typing import Any
 
 import msgpack
 import pytest
-
 from conftest import eventually, needs_network, run_local
 from pulsing.actor import (
     ActorError,
@@ -232,9 +231,7 @@ def test_stopping_an_actor_right_after_its_stream_reply_was_handed_over_still_en
     run_local(test)
 
 
-def test_stopping_an_actor_whose_stream_waits_for_room_gives_the_reader_its_items_then_stopped() -> (
-    None
-):
+def test_a_stop_while_the_stream_waits_for_room_gives_the_reader_its_items_then_stopped() -> None:
     """A local reader gets the buffered items, then ActorStoppedError, when the producer stops."""
 
     async def test(system: ActorSystem) -> None:

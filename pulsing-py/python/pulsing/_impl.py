@@ -15,7 +15,7 @@ from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pulsing import _codec
-from pulsing._codec import Default, ExtHook
+from pulsing._codec import ExtHook, Pack
 from pulsing._message import Message
 from pulsing.exceptions import BadMessageError
 
@@ -141,7 +141,7 @@ class ReceiveImpl:
             return _awaited(result)
         return result
 
-    def single(self, msg_type: str, result: Any, default: Default) -> Message:
+    def single(self, msg_type: str, result: Any, pack: Pack) -> Message:
         """The reply message for ``result`` (not a stream)."""
         if type(result) is Message:
             return result
@@ -149,7 +149,7 @@ class ReceiveImpl:
             return Message("", b"")
         raise BadMessageError(f"receive must return a Message or None, not {type(result).__name__}")
 
-    def items(self, msg_type: str, result: Any, default: Default) -> AsyncIterator[Message] | None:
+    def items(self, msg_type: str, result: Any, pack: Pack) -> AsyncIterator[Message] | None:
         """The items of a streamed reply, ``None`` if ``result`` is not a stream."""
         if type(result) is Message and result._items is not None:
             return aiter(result)
@@ -206,32 +206,30 @@ class MethodImpl:
             raise TypeError(f"method {msg_type!r} returned a coroutine; declare it async def")
         return result
 
-    def single(self, msg_type: str, result: Any, default: Default) -> Message:
+    def single(self, msg_type: str, result: Any, pack: Pack) -> Message:
         """The reply message for ``result``, a value (not a stream)."""
-        return Message(
-            msg_type, _codec.encode_value(result, f"return value of {msg_type}()", default)
-        )
+        return Message(msg_type, _codec.encode_value(result, f"return value of {msg_type}()", pack))
 
-    def items(self, msg_type: str, result: Any, default: Default) -> AsyncIterator[Message] | None:
+    def items(self, msg_type: str, result: Any, pack: Pack) -> AsyncIterator[Message] | None:
         """The encoded items of a generator method's reply, ``None`` for any other method (a
         plain method returning a generator is refused when its value is encoded, idle or busy)."""
         if not self.may_stream(msg_type):
             return None
         kind = type(result)
         if kind is GeneratorType or kind is AsyncGeneratorType:
-            return _encoded_items(msg_type, result, default)
+            return _encoded_items(msg_type, result, pack)
         return None
 
 
-async def _encoded_items(name: str, items: Any, default: Default) -> AsyncIterator[Message]:
+async def _encoded_items(name: str, items: Any, pack: Pack) -> AsyncIterator[Message]:
     what = f"item streamed by {name}()"
     try:
         if type(items) is AsyncGeneratorType:
             async for item in items:
-                yield Message(name, _codec.encode_value(item, what, default))
+                yield Message(name, _codec.encode_value(item, what, pack))
         else:
             for item in items:
-                yield Message(name, _codec.encode_value(item, what, default))
+                yield Message(name, _codec.encode_value(item, what, pack))
     finally:
         # Ends the handler's generator now (its `finally` runs), not whenever it is collected.
         if type(items) is AsyncGeneratorType:
@@ -262,4 +260,4 @@ def impl_for(actor: object, ext_hook: ExtHook) -> Impl:
 
 def is_coroutine(value: object) -> bool:
     """Whether a handler's result must be awaited (a coroutine it returned)."""
-    return type(value) is CoroutineType or inspect.iscoroutine(value)
+    return isinstance(value, CoroutineType)

@@ -35,7 +35,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from pulsing import _pulsing as _native
-from pulsing._codec import Default
+from pulsing._codec import Pack
 from pulsing._impl import Impl, is_coroutine
 from pulsing._message import Message
 from pulsing._reply import FutureReply, LocalStream, NativeWriter, Reply, TellReply, log
@@ -142,8 +142,8 @@ class LocalActor:
         self._waiting: set[asyncio.Task[None]] = set()
         # The runner task while an asynchronous handler or a stream runs; cancelled by `stop`.
         self._task: asyncio.Task[None] | None = None
-        self._local_default: Default = system._encode_local
-        self._remote_default: Default = system._encode_remote
+        self._local_default: Pack = system._encode_local
+        self._remote_default: Pack = system._encode_remote
 
     # -- sending -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from pulsing._call import Method
-from pulsing._codec import Default
+from pulsing._codec import Pack
 from pulsing._message import Message
 from pulsing.exceptions import ActorStoppedError, BadMessageError, PulsingError
 
@@ -50,7 +50,7 @@ class ActorRef:
         # How refs inside calls to this actor are encoded: a ref to a private actor may not leave
         # this node.
         here = local is not None or (native is not None and native.is_local)
-        self._encode: Default = system._encode_local if here else system._encode_remote
+        self._encode: Pack = system._encode_local if here else system._encode_remote
 
     @property
     def is_local(self) -> bool:

@@ -54,8 +54,14 @@ class ActorSystem:
         self._anon_by_name: dict[str, LocalActor] = {}
         self._ids = itertools.count(1)
         self._ext_hook = self._decode_ext
-        self._encode_local = functools.partial(self._encode_ref, remote=False)
-        self._encode_remote = functools.partial(self._encode_ref, remote=True)
+        # How this system writes values: for this node (any ref) and for other nodes (no refs to
+        # private actors). One packer each, kept: packing is then ~3x faster than msgpack.packb.
+        self._encode_local: _codec.Pack = msgpack.Packer(
+            default=functools.partial(self._encode_ref, remote=False)
+        ).pack
+        self._encode_remote: _codec.Pack = msgpack.Packer(
+            default=functools.partial(self._encode_ref, remote=True)
+        ).pack
         decode = functools.partial(_codec.decode_value, ext_hook=self._ext_hook)
         self._hub = _native.Hub(self._deliver, decode, self._method_stream)
         self._native: Any = None
