@@ -77,19 +77,25 @@ def start_peer(*argv: str, ready_within: float = 20.0) -> Iterator[Peer]:
             raise AssertionError(f"peer {' '.join(argv)} did not start: {got!r}")
         yield Peer(proc, line[0].split()[1])
     finally:
-        if proc.poll() is None:
-            try:
-                proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None and not pipe.closed:
-                pipe.close()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Ends a peer started with piped stdin/stdout: closing stdin asks it to exit; after 10 s it
+    is killed. Its pipes are closed either way."""
+    if proc.poll() is None:
+        try:
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
 
 
 @pytest.fixture(scope="module")

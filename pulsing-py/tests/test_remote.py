@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_network
+from conftest import needs_network, stop_process
 from pulsing.actor import (
     ActorError,
     ActorNotFoundError,
@@ -43,16 +43,7 @@ def peer() -> Iterator[tuple[subprocess.Popen[str], str]]:
         assert line.startswith("READY "), f"peer did not start: {line!r}"
         yield proc, line.split()[1]
     finally:
-        if proc.poll() is None:
-            proc.stdin.close()  # type: ignore[union-attr]
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None and not pipe.closed:
-                pipe.close()
+        stop_process(proc)
 
 
 def joining(seed: str) -> SystemConfig:
