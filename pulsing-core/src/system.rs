@@ -19,7 +19,7 @@ use crate::builder::{ActorSystemBuilder, Config};
 use crate::cell::{self, LocalCell, Source};
 use crate::error::PulsingError;
 use crate::mailbox::{mailbox, Envelope};
-use crate::membership::{Member, Membership};
+use crate::membership::{Member, MemberState, Membership, MembershipEvent};
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::stats::{Counters, SystemStats};
@@ -108,6 +108,9 @@ pub(crate) struct SystemInner {
     actors: RwLock<HashMap<ActorName, Entry>>,
     next_actor_id: AtomicU64,
     shutting_down: AtomicBool,
+    /// The task that tells the transport about members gone ([`watch_members`]); aborted by
+    /// shutdown.
+    member_watch: OnceLock<AbortHandle>,
 }
 
 /// A set of local actors plus the transport and membership that connect them to other nodes.
@@ -169,6 +172,7 @@ impl ActorSystem {
             actors: RwLock::new(HashMap::new()),
             next_actor_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            member_watch: OnceLock::new(),
         });
         let mut addr = None;
         if let Some(bind) = bind {
@@ -197,8 +201,15 @@ impl ActorSystem {
                 }
             }
         });
+        // Subscribed before the join, so a member declared down meanwhile is not missed.
+        let watch = tokio::spawn(watch_members(
+            membership.subscribe(),
+            Arc::downgrade(&system.inner),
+        ));
+        let _ = system.inner.member_watch.set(watch.abort_handle());
         let local = crate::membership::LocalNode { id: node_id, addr };
         if let Err(e) = membership.start(local, transport.clone(), seeds).await {
+            watch.abort();
             transport.shutdown().await;
             return Err(e);
         }
@@ -626,6 +637,9 @@ impl ActorSystem {
             return;
         }
         let bound = self.inner.shared.config.shutdown_timeout;
+        if let Some(watch) = self.inner.member_watch.get() {
+            watch.abort();
+        }
         self.inner.membership.leave(bound).await;
         let entries: Vec<_> = {
             let actors = self.inner.actors.read().unwrap_or_else(|p| p.into_inner());
@@ -679,6 +693,53 @@ impl ActorSystem {
             panics: c.panics.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
             errors: c.errors_by_kind(),
+        }
+    }
+}
+
+/// Why calls in flight to a member declared down fail (the transport adds that the message may have
+/// been delivered).
+const MEMBER_DOWN: &str = "member declared down by the cluster";
+
+/// Tells the transport about every member declared down or gone (the membership reports a graceful
+/// leave as down too), so calls in flight to it fail at once instead of by their timeout. Ends
+/// when the system is shut down (aborted) or dropped, or the membership closes its channel.
+async fn watch_members(
+    mut events: tokio::sync::broadcast::Receiver<MembershipEvent>,
+    system: Weak<SystemInner>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = events.recv().await;
+        let Some(inner) = system.upgrade() else {
+            return;
+        };
+        let members = match event {
+            Ok(MembershipEvent::MemberDown(m)) => vec![m],
+            Ok(_) => continue,
+            // Some events were missed: act on the members the view holds as down now.
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "membership events missed; checking the view");
+                inner
+                    .membership
+                    .members()
+                    .into_iter()
+                    .filter(|m| matches!(m.state, MemberState::Down | MemberState::Left))
+                    .collect()
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let view = inner.membership.members();
+        for gone in members {
+            // A process restarted at the same address is a new member: its calls are not ended.
+            let replaced = view.iter().any(|m| {
+                m.addr == gone.addr
+                    && m.id != gone.id
+                    && matches!(m.state, MemberState::Alive | MemberState::Suspect)
+            });
+            if !replaced && Some(gone.addr) != inner.shared.advertised.get().copied() {
+                inner.transport.peer_gone(gone.addr, MEMBER_DOWN);
+            }
         }
     }
 }

@@ -136,6 +136,18 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Stops serving and closes connections. Calls in progress fail.
     async fn shutdown(&self);
+
+    /// Told that the node at `addr` is gone: the membership declared it down or it left. A transport
+    /// that keeps connections checks those to `addr` and ends the ones that no longer answer (a
+    /// leaving node still draining keeps its connections), so calls in flight to a dead or hung node
+    /// fail promptly with [`PulsingError::NodeUnreachable`] carrying `reason` (and that the message
+    /// may have been delivered) instead of waiting for their timeout; later calls connect afresh.
+    ///
+    /// Must not block: it is called from the system's membership-event task. The default does
+    /// nothing (a transport without connections, or one that detects silent peers by itself).
+    fn peer_gone(&self, addr: SocketAddr, reason: &str) {
+        let _ = (addr, reason);
+    }
 }
 
 /// What a transport calls for inbound traffic. The actor system implements it.

@@ -4,23 +4,35 @@
 //! time), and requests are spread over them round-robin; each connection multiplexes any number of
 //! requests. A connection found closed is dropped from the pool and replaced on the next call.
 //!
+//! # Keep-alives
+//!
+//! Every connection sends an HTTP/2 PING when it opens and then [`HttpConfig::keepalive_interval`]
+//! after each answer; a PING unanswered for [`HttpConfig::keepalive_timeout`] ends the connection, so a
+//! peer that stops answering without closing its sockets (a stopped process, a hung host) fails the
+//! calls in flight to it within interval + timeout, not by their own timeout.
+//! [`Client::peer_gone`] (the membership declared the peer down, or it left) sends a PING on each
+//! connection to it at once and ends those unanswered within 1 s: a dead or hung peer's calls fail
+//! then, while a leaving node that still runs keeps its connections and answers what it drains.
+//! Either way the calls on it fail with [`PulsingError::NodeUnreachable`] giving that reason, and the
+//! next call opens a fresh connection.
+//!
 //! # Retries
 //!
 //! None once bytes may have left. The only resend is of a request that the HTTP/2 connection handed
 //! back unsent (it was found closed before the request was queued on it), which goes once on a fresh
 //! connection. Everything else fails: a refused connect as [`PulsingError::NodeUnreachable`] ("not
-//! sent"), a connection lost after the request was handed over as `NodeUnreachable` ("may have been
-//! delivered"), a silent peer by the call's timeout.
+//! sent"), a connection lost after the request was handed over (or ended by a keep-alive timeout or
+//! [`Client::peer_gone`]) as `NodeUnreachable` ("may have been delivered").
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use h2::RecvStream;
+use h2::{Ping, PingPong, RecvStream};
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -57,13 +69,56 @@ pub(crate) struct Client {
 #[derive(Clone)]
 struct Conn {
     send: SendRequest<Bytes>,
-    /// Set when the connection's task ended or a request found the connection closed.
-    closed: Arc<AtomicBool>,
+    state: Arc<ConnState>,
 }
 
 impl Conn {
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        self.state.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// What a connection's task and its callers share.
+struct ConnState {
+    /// Set when the connection's task ended or a request found the connection closed.
+    closed: AtomicBool,
+    /// Why this side ended the connection (a keep-alive timeout, the peer declared gone); set
+    /// before the connection is dropped, so a call failing because of the drop finds it.
+    reason: OnceLock<String>,
+    /// Cancelled to end the connection's task (a child of the transport's shutdown token).
+    end: CancellationToken,
+    /// Notified to send a PING now (the membership declared the peer down); `gone` is the reason
+    /// to give if that PING goes unanswered.
+    check: tokio::sync::Notify,
+    gone: Mutex<Option<String>>,
+}
+
+impl ConnState {
+    fn new(shutdown: &CancellationToken) -> ConnState {
+        ConnState {
+            closed: AtomicBool::new(false),
+            reason: OnceLock::new(),
+            end: shutdown.child_token(),
+            check: tokio::sync::Notify::new(),
+            gone: Mutex::new(None),
+        }
+    }
+
+    /// Checks the connection with a PING now; if it goes unanswered, calls on it fail with `reason`.
+    fn check(&self, reason: String) {
+        *self.gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.check.notify_one();
+    }
+
+    /// The error of a call whose request was handed over and whose stream then broke with `e`.
+    fn lost(&self, addr: SocketAddr, what: &str, e: &h2::Error) -> PulsingError {
+        match self.reason.get() {
+            Some(reason) => unreachable(addr, reason.clone()),
+            None => unreachable(
+                addr,
+                format!("{what}: {e}; the message may have been delivered"),
+            ),
+        }
     }
 }
 
@@ -96,6 +151,13 @@ impl Peer {
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len();
         (conns.len(), Some(conns[i].clone()))
+    }
+
+    /// Checks every pooled connection with a PING; those that do not answer end with `reason`.
+    fn check_all(&self, reason: &str) {
+        for c in self.conns.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            c.state.check(reason.to_owned());
+        }
     }
 }
 
@@ -208,6 +270,23 @@ impl Client {
         self.peers.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// Checks the connections to `addr` with a PING each: those not answering within
+    /// [`GONE_CHECK_TIMEOUT`] end (their calls in flight fail with `NodeUnreachable` giving
+    /// `reason`; the next call connects afresh). A peer that still answers keeps its connections,
+    /// so a node leaving gracefully still answers the calls it drains. Does not block.
+    pub(crate) fn peer_gone(&self, addr: SocketAddr, reason: &str) {
+        let peer = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&addr)
+            .cloned();
+        if let Some(peer) = peer {
+            tracing::debug!(%addr, reason, "ending the connections to a peer gone");
+            peer.check_all(&format!("{reason}; the message may have been delivered"));
+        }
+    }
+
     fn peer(&self, addr: SocketAddr) -> Arc<Peer> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers
@@ -296,7 +375,7 @@ impl Client {
             .max_send_buffer_size(1024 * 1024)
             .max_header_list_size(64 * 1024)
             .enable_push(false);
-        let (send, conn) =
+        let (send, mut conn) =
             match tokio::time::timeout_at(budget.deadline, builder.handshake(stream)).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => {
@@ -307,45 +386,61 @@ impl Client {
                 }
                 Err(_) => return Err(budget.expired()),
             };
-        let closed = Arc::new(AtomicBool::new(false));
-        let (shutdown, ended) = (self.shutdown.clone(), closed.clone());
+        let state = Arc::new(ConnState::new(&self.shutdown));
+        let pings = conn.ping_pong();
+        let (interval, timeout) = (
+            self.config.keepalive_interval,
+            self.config.keepalive_timeout,
+        );
+        let task_state = state.clone();
         tokio::spawn(async move {
+            let state = task_state;
             tokio::select! {
-                r = conn => if let Err(e) = r {
+                r = &mut conn => if let Err(e) = r {
                     tracing::debug!(%addr, error = %e, "HTTP/2 connection ended with an error");
                 },
-                _ = shutdown.cancelled() => {}
+                reason = keep_alive(pings, interval, timeout, &state) => {
+                    tracing::debug!(%addr, %reason, "HTTP/2 connection dropped");
+                    let _ = state.reason.set(reason);
+                },
+                _ = state.end.cancelled() => {}
             }
-            ended.store(true, Ordering::Relaxed);
+            state.closed.store(true, Ordering::Relaxed);
+            // Dropping the connection fails every stream on it (after `reason` was set).
+            drop(conn);
         });
-        Ok(Conn { send, closed })
+        Ok(Conn { send, state })
     }
 
     /// Sends `req` (resending once only if the connection refused it unsent) and waits for the
-    /// response head.
+    /// response head; also returns the connection's state, for errors while reading the body.
     async fn send(
         &self,
         addr: SocketAddr,
         req: &Outgoing,
         budget: Budget,
-    ) -> Result<Response<RecvStream>, PulsingError> {
+    ) -> Result<(Response<RecvStream>, Arc<ConnState>), PulsingError> {
         let peer = self.peer(addr);
-        let conn = self.conn(&peer, addr, budget).await?;
+        let mut conn = self.conn(&peer, addr, budget).await?;
         let started = match req.start(&conn, &peer.authority) {
             Ok(s) => s,
             Err(_) => {
                 // Found closed before the request was queued: one more try on a fresh connection.
-                conn.closed.store(true, Ordering::Relaxed);
-                let conn = self.conn(&peer, addr, budget).await?;
+                conn.state.closed.store(true, Ordering::Relaxed);
+                conn = self.conn(&peer, addr, budget).await?;
                 req.start(&conn, &peer.authority).map_err(|e| {
-                    conn.closed.store(true, Ordering::Relaxed);
+                    conn.state.closed.store(true, Ordering::Relaxed);
                     unreachable(addr, format!("{e}; the message was not sent"))
                 })?
             }
         };
+        let state = conn.state;
         match started {
-            Started::Queued(response) => response.await.map_err(|e| lost(addr, &e)),
-            Started::Broken(e) => Err(lost(addr, &e)),
+            Started::Queued(response) => match response.await {
+                Ok(resp) => Ok((resp, state)),
+                Err(e) => Err(state.lost(addr, "connection lost", &e)),
+            },
+            Started::Broken(e) => Err(state.lost(addr, "connection lost", &e)),
         }
     }
 
@@ -390,16 +485,16 @@ impl Client {
         let budget = Budget::new(timeout);
         let call = async {
             let req = self.actor_request(target, msg, Mode::Ask, budget)?;
-            let resp = self.send(target.addr, &req, budget).await?;
+            let (resp, conn) = self.send(target.addr, &req, budget).await?;
             let is_stream = resp
                 .headers()
                 .get(CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes() == protocol::STREAM.as_bytes());
             if resp.status() == StatusCode::OK && is_stream {
-                return Ok(Message::stream(self.read_stream(resp, target.addr)));
+                return Ok(Message::stream(self.read_stream(resp, target.addr, conn)));
             }
             let status = resp.status();
-            let body = self.read_body(resp, target.addr).await?;
+            let body = self.read_body(resp, target.addr, &conn).await?;
             match codec::decode_reply(&body) {
                 Ok(Reply::Result(env)) if status == StatusCode::OK => {
                     Ok(Message::single(env.msg_type, env.payload))
@@ -428,12 +523,12 @@ impl Client {
         let budget = Budget::new(timeout);
         let call = async {
             let req = self.actor_request(target, msg, Mode::Tell, budget)?;
-            let resp = self.send(target.addr, &req, budget).await?;
+            let (resp, conn) = self.send(target.addr, &req, budget).await?;
             let status = resp.status();
             if status == StatusCode::ACCEPTED {
                 return Ok(());
             }
-            let body = self.read_body(resp, target.addr).await?;
+            let body = self.read_body(resp, target.addr, &conn).await?;
             Err(error_body(status, &body))
         };
         tokio::time::timeout_at(budget.deadline, call)
@@ -461,9 +556,9 @@ impl Client {
                     req.headers.insert(protocol::HEADER_FROM, v);
                 }
             }
-            let resp = self.send(to, &req, budget).await?;
+            let (resp, conn) = self.send(to, &req, budget).await?;
             let status = resp.status();
-            let body = self.read_body(resp, to).await?;
+            let body = self.read_body(resp, to, &conn).await?;
             if status == StatusCode::OK {
                 Ok(body)
             } else {
@@ -481,6 +576,7 @@ impl Client {
         &self,
         resp: Response<RecvStream>,
         addr: SocketAddr,
+        conn: &ConnState,
     ) -> Result<Bytes, PulsingError> {
         let max = self.config.max_message_size;
         let too_large = || {
@@ -499,12 +595,8 @@ impl Client {
         let mut body = resp.into_body();
         let mut collected = Collected::default();
         while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| {
-                unreachable(
-                    addr,
-                    format!("connection lost while reading the reply: {e}; the message may have been delivered"),
-                )
-            })?;
+            let chunk = chunk
+                .map_err(|e| conn.lost(addr, "connection lost while reading the reply", &e))?;
             let _ = body.flow_control().release_capacity(chunk.len());
             collected.push(chunk, max).map_err(|_| too_large())?;
         }
@@ -512,10 +604,15 @@ impl Client {
     }
 
     /// A stream fed by a task that reads the reply's frames.
-    fn read_stream(&self, resp: Response<RecvStream>, addr: SocketAddr) -> MessageStream {
+    fn read_stream(
+        &self,
+        resp: Response<RecvStream>,
+        addr: SocketAddr,
+        conn: Arc<ConnState>,
+    ) -> MessageStream {
         let (tx, stream) = MessageStream::channel(STREAM_BUFFER);
         let max = self.config.max_message_size;
-        tokio::spawn(pump_frames(resp.into_body(), tx, max, addr));
+        tokio::spawn(pump_frames(resp.into_body(), tx, max, addr, conn));
         stream
     }
 }
@@ -523,7 +620,13 @@ impl Client {
 /// Reads frames from `body` into `tx` until the end marker, an error frame, or a broken body. Dropping
 /// `tx` without `end()` makes the consumer see [`PulsingError::StreamTruncated`]; a consumer that went
 /// away stops the task, which drops (and so resets) the HTTP/2 stream.
-async fn pump_frames(mut body: RecvStream, tx: StreamSender, max: usize, addr: SocketAddr) {
+async fn pump_frames(
+    mut body: RecvStream,
+    tx: StreamSender,
+    max: usize,
+    addr: SocketAddr,
+    conn: Arc<ConnState>,
+) {
     let mut decoder = FrameDecoder::new(max);
     loop {
         loop {
@@ -561,8 +664,9 @@ async fn pump_frames(mut body: RecvStream, tx: StreamSender, max: usize, addr: S
                 let _ = body.flow_control().release_capacity(data.len());
             }
             Some(Err(e)) => {
+                let why = conn.reason.get().cloned().unwrap_or_else(|| e.to_string());
                 tx.fail(PulsingError::StreamTruncated(format!(
-                    "connection to {addr} lost mid-stream: {e}"
+                    "connection to {addr} lost mid-stream: {why}"
                 )))
                 .await;
                 return;
@@ -578,11 +682,61 @@ async fn pump_frames(mut body: RecvStream, tx: StreamSender, max: usize, addr: S
     }
 }
 
-fn lost(addr: SocketAddr, e: &h2::Error) -> PulsingError {
-    unreachable(
-        addr,
-        format!("connection lost: {e}; the message may have been delivered"),
-    )
+/// How long a connection to a member declared down may take to answer the PING that checks it.
+const GONE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends a PING at once, then `interval` after each answer (never again when `interval` is zero),
+/// and one more whenever [`ConnState::check`] is notified; returns why the connection should be
+/// dropped once one goes unanswered for `timeout` (a checked one: for at most
+/// [`GONE_CHECK_TIMEOUT`]). Never returns while the peer answers, or once the connection is closing
+/// (its own future reports that).
+///
+/// The first PING goes with the handshake, so a call on a fresh connection to a peer whose kernel
+/// accepts but whose process is silent fails within `timeout`.
+async fn keep_alive(
+    pings: Option<PingPong>,
+    interval: Duration,
+    timeout: Duration,
+    state: &ConnState,
+) -> String {
+    let Some(mut pings) = pings else {
+        return std::future::pending().await;
+    };
+    let mut next = if interval.is_zero() {
+        None
+    } else {
+        Some(Duration::ZERO)
+    };
+    loop {
+        let checked = tokio::select! {
+            _ = async {
+                match next {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => false,
+            _ = state.check.notified() => true,
+        };
+        next = (!interval.is_zero()).then_some(interval);
+        let bound = if checked {
+            timeout.min(GONE_CHECK_TIMEOUT)
+        } else {
+            timeout
+        };
+        match tokio::time::timeout(bound, pings.ping(Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => {
+                if let Some(reason) = state.gone.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return reason;
+                }
+                return format!(
+                    "the peer stopped answering HTTP/2 keep-alives (no PING answer within \
+                     {bound:?}); the message may have been delivered"
+                );
+            }
+        }
+    }
 }
 
 fn error_body(status: StatusCode, body: &Bytes) -> PulsingError {

@@ -12,6 +12,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`HttpConfig::connections_per_peer`]: 2.
 pub const DEFAULT_CONNECTIONS_PER_PEER: usize = 2;
+/// Default [`HttpConfig::keepalive_interval`]: 1 s.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`HttpConfig::keepalive_timeout`]: 3 s.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Limits and timeouts of an [`HttpTransport`](crate::HttpTransport), for its server and its client.
 ///
@@ -22,6 +26,13 @@ pub const DEFAULT_CONNECTIONS_PER_PEER: usize = 2;
 /// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | the server: a connection's first request head (and each HTTP/1.1 request head) must arrive within it |
 /// | [`body_read_timeout`](Self::body_read_timeout) | 30 s | the server: a request body must arrive whole within it (then `408`) |
 /// | [`connections_per_peer`](Self::connections_per_peer) | 2 | the client: HTTP/2 connections opened to one peer address; requests are spread over them round-robin |
+/// | [`keepalive_interval`](Self::keepalive_interval) | 1 s | the client: pause between the last PING's answer and the next PING on each connection (`Duration::ZERO`: no keep-alives) |
+/// | [`keepalive_timeout`](Self::keepalive_timeout) | 3 s | the client: a PING unanswered this long ends its connection, failing the calls on it with `NodeUnreachable` |
+///
+/// With keep-alives, a peer that stops answering without closing its sockets (a stopped process, a
+/// hung host) fails every call in flight to it within `keepalive_interval + keepalive_timeout`
+/// (4 s by default) instead of by the call's timeout. PINGs are answered by the peer's HTTP/2 layer,
+/// not by actor code, so a peer busy in a handler is not dropped as long as its runtime runs.
 ///
 /// # Examples
 ///
@@ -47,6 +58,12 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// HTTP/2 connections per peer address (at least 1).
     pub connections_per_peer: usize,
+    /// Pause between a PING's answer and the next PING on each client connection; `Duration::ZERO`
+    /// turns keep-alives off (a silent peer then fails calls only by their timeout).
+    pub keepalive_interval: Duration,
+    /// Bound on the answer to a PING; without one in time the connection is dropped and every
+    /// call in flight on it fails with `NodeUnreachable` (the message may have been delivered).
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -57,6 +74,8 @@ impl Default for HttpConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             connections_per_peer: DEFAULT_CONNECTIONS_PER_PEER,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
         }
     }
 }
@@ -89,6 +108,18 @@ impl HttpConfig {
     /// Sets [`connections_per_peer`](Self::connections_per_peer) (at least 1).
     pub fn connections_per_peer(mut self, n: usize) -> HttpConfig {
         self.connections_per_peer = n.max(1);
+        self
+    }
+
+    /// Sets [`keepalive_interval`](Self::keepalive_interval); `Duration::ZERO` turns keep-alives off.
+    pub fn keepalive_interval(mut self, interval: Duration) -> HttpConfig {
+        self.keepalive_interval = interval;
+        self
+    }
+
+    /// Sets [`keepalive_timeout`](Self::keepalive_timeout).
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> HttpConfig {
+        self.keepalive_timeout = timeout;
         self
     }
 }

@@ -22,8 +22,11 @@
 //! # Delivery and retries
 //!
 //! At most once. A refused connection fails at once with [`PulsingError::NodeUnreachable`] ("the
-//! message was not sent"). A peer that accepts but never answers fails by the call's timeout
-//! ([`PulsingError::Timeout`]). A request is resent only when the HTTP/2 connection handed it back
+//! message was not sent"). A peer that accepts but stops answering (a stopped process, a hung host)
+//! fails the calls on its connection with `NodeUnreachable` once an HTTP/2 PING goes unanswered:
+//! within [`HttpConfig::keepalive_interval`] + [`HttpConfig::keepalive_timeout`] (4 s by default),
+//! or sooner when the membership declares it down ([`Transport::peer_gone`]); a peer that answers
+//! PINGs but not the request fails it by the call's timeout ([`PulsingError::Timeout`]). A request is resent only when the HTTP/2 connection handed it back
 //! unsent (the connection was found closed before the request was queued); a connection lost after
 //! that fails the call with `NodeUnreachable` saying the message may have been delivered.
 //!
@@ -64,7 +67,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{
     HttpConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use pulsing_core::Transport;
 
@@ -201,5 +205,12 @@ impl Transport for HttpTransport {
     async fn shutdown(&self) {
         self.shutdown.cancel();
         self.client.clear();
+    }
+
+    /// Sends a PING on each pooled connection to `addr` and ends those not answering within 1 s:
+    /// calls in flight on them fail with [`PulsingError::NodeUnreachable`] giving `reason`; the
+    /// next call connects afresh. Connections that answer (a node leaving gracefully) stay.
+    fn peer_gone(&self, addr: SocketAddr, reason: &str) {
+        self.client.peer_gone(addr, reason);
     }
 }
