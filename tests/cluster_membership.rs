@@ -78,6 +78,11 @@ async fn three_nodes_find_each_other_and_forget_a_killed_one() {
         let started = Instant::now();
         let err = to_c.ask(Message::single("ping", "2")).await.unwrap_err();
         assert!(matches!(err, PulsingError::NodeUnreachable { .. }), "{err}");
+        assert_eq!(
+            err.delivery(),
+            pulsing::Delivery::NotDelivered,
+            "refused: {err}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "failed fast, not by the ask timeout"
@@ -159,7 +164,12 @@ async fn joining_through_a_silent_seed_fails_in_bounded_time_naming_it() {
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5));
         match err {
-            PulsingError::NodeUnreachable { addr, reason } => {
+            PulsingError::NodeUnreachable {
+                addr,
+                reason,
+                delivery,
+            } => {
+                assert_eq!(delivery, pulsing::Delivery::MaybeDelivered);
                 assert!(addr.contains("127.0.0.1:1"), "{addr}");
                 assert!(reason.contains("127.0.0.1:1"), "{reason}");
             }

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pulsing::http::{HttpConfig, HttpTransport};
-use pulsing::{ActorRef, ActorSystem, Message, PulsingError};
+use pulsing::{ActorRef, ActorSystem, Delivery, Message, PulsingError};
 
 use processes::{example, NodeProcess};
 
@@ -109,6 +109,12 @@ fn assert_unreachable(
     assert!(
         err.is_unreachable(),
         "{what}: a typed unreachable error: {err:?}"
+    );
+    // The request was handed over before the peer went silent.
+    assert_eq!(
+        err.delivery(),
+        Delivery::MaybeDelivered,
+        "{what}: may have been delivered: {err:?}"
     );
     assert!(
         took < within,

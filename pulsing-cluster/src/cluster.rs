@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use pulsing_core::{
-    async_trait, ActorLocation, ActorName, LocalNode, Member, Membership, MembershipEvent,
-    PulsingError, Transport,
+    async_trait, ActorLocation, ActorName, Delivery, LocalNode, Member, Membership,
+    MembershipEvent, PulsingError, Transport,
 };
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::{AbortHandle, JoinSet};
@@ -297,6 +297,8 @@ impl Membership for Cluster {
                 cfg.join_timeout,
                 reasons.join(", ")
             ),
+            // Some seed may have received the join and answered too late.
+            delivery: Delivery::MaybeDelivered,
         })
     }
 

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing_core::{ActorName, MembershipEvent, NodeId, PulsingError};
+use pulsing_core::{ActorName, Delivery, MembershipEvent, NodeId, PulsingError};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -421,6 +421,7 @@ impl Sim {
                 let refused = PulsingError::NodeUnreachable {
                     addr: to.to_string(),
                     reason: "connection refused".into(),
+                    delivery: Delivery::NotDelivered,
                 };
                 let at = now + self.latency();
                 self.reply(at, from_inst, to, Err(refused));

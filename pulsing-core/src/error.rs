@@ -1,5 +1,16 @@
 //! Errors: [`PulsingError`] for everything the runtime reports, [`ActorError`] for what a handler returns,
-//! and [`ErrorKind`], the stable name of each error that crosses the wire.
+//! [`ErrorKind`], the stable name of each error that crosses the wire, and [`Delivery`], whether the
+//! failed message was delivered.
+//!
+//! Every error says whether its message reached the actor, as a field callers match on:
+//! [`PulsingError::delivery`]. A [`Delivery::NotDelivered`] message can be sent again without risk of
+//! handling it twice; a [`Delivery::MaybeDelivered`] one only if handling it twice is harmless.
+//!
+//! ```
+//! use pulsing_core::{Delivery, PulsingError};
+//! let err = PulsingError::MailboxFull("worker".into());
+//! assert_eq!(err.delivery(), Delivery::NotDelivered);
+//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -7,9 +18,33 @@ use std::time::Duration;
 /// The result type of the runtime's fallible calls.
 pub type Result<T, E = PulsingError> = std::result::Result<T, E>;
 
+/// Whether the message of a failed call reached the actor ([`PulsingError::delivery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The message never reached the actor: nothing was handled, and sending it again cannot make it
+    /// handled twice.
+    NotDelivered,
+    /// The message may have reached the actor and may have been handled (in part or whole); the caller
+    /// cannot tell.
+    MaybeDelivered,
+    /// The message was delivered and the handler ran: it returned an error or panicked.
+    Handled,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Delivery::NotDelivered => "the message was not delivered",
+            Delivery::MaybeDelivered => "the message may have been delivered",
+            Delivery::Handled => "the message was delivered and handled",
+        })
+    }
+}
+
 /// An error from the actor runtime.
 ///
-/// Each variant says whether the message was delivered. Callers usually branch on the predicates
+/// Each variant says whether the message was delivered, as [`PulsingError::delivery`]. Callers usually branch on the predicates
 /// ([`is_timeout`](Self::is_timeout), [`is_not_found`](Self::is_not_found), ...), which map one-to-one onto
 /// the Python exception classes and onto the wire `kind` ([`PulsingError::kind`]). An error received from a
 /// remote node is rebuilt with [`PulsingError::from_wire`], so a remote `not_found` is a local
@@ -28,7 +63,9 @@ pub enum PulsingError {
     #[error("mailbox of actor {0} is full; the message was not delivered")]
     MailboxFull(String),
     /// The actor stopped (or the system shut down) before it handled the message. The message was not
-    /// handled; for an ask whose handler was interrupted by shutdown it may have been partly handled.
+    /// handled; for an ask whose handler was interrupted by shutdown it may have been partly handled,
+    /// and the error does not say which, so its [`delivery`](Self::delivery) is
+    /// [`Delivery::MaybeDelivered`].
     #[error("actor {0} stopped before handling the message")]
     Stopped(String),
     /// The handler returned an error. The message was delivered and handled; the actor keeps running.
@@ -62,24 +99,33 @@ pub enum PulsingError {
     #[error("message too large: {0}")]
     TooLarge(String),
     /// The node holding the actor could not be reached (connection refused or reset, no transport).
-    /// Whether the message was delivered is said in the text: before any byte was sent it was not.
-    #[error("node {addr} unreachable: {reason}")]
+    /// Whether the message was delivered is the `delivery` field: before any byte was sent it was not.
+    #[error("node {addr} unreachable: {reason}; {delivery}")]
     NodeUnreachable {
         /// The address that was tried.
         addr: String,
         /// What went wrong.
         reason: String,
+        /// Whether the message was delivered: [`Delivery::NotDelivered`] when the connection failed
+        /// before the request was handed over, [`Delivery::MaybeDelivered`] when it was lost after.
+        delivery: Delivery,
     },
     /// The local actor system is shutting down or has shut down. The message was not delivered.
     #[error("actor system is shut down")]
     SystemShutdown,
+    /// The remote node's wait for the actor (or for the request) timed out, as reported by that node
+    /// with the wire kind `timeout`. The message may have been delivered and handled.
+    #[error("remote timeout: {0}")]
+    RemoteTimeout(String),
     /// A streamed reply ended without its end marker: the producer stopped or the connection broke.
+    /// The message may have been handled, in whole or in part.
     #[error("stream ended without its end marker: {0}")]
     StreamTruncated(String),
     /// A misconfiguration detected when building the system or spawning an actor.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// An error kind this version does not know, received from a newer peer.
+    /// An error kind this version does not know, received from a newer peer. The message may have been
+    /// delivered.
     #[error("{kind}: {message}")]
     Other {
         /// The wire kind as received.
@@ -153,7 +199,7 @@ impl PulsingError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             PulsingError::NotFound(_) => ErrorKind::NotFound,
-            PulsingError::Timeout(_) => ErrorKind::Timeout,
+            PulsingError::Timeout(_) | PulsingError::RemoteTimeout(_) => ErrorKind::Timeout,
             PulsingError::MailboxFull(_) => ErrorKind::Overloaded,
             PulsingError::Stopped(_) => ErrorKind::Stopped,
             PulsingError::Actor(_) | PulsingError::Panicked { .. } => ErrorKind::ActorError,
@@ -168,6 +214,34 @@ impl PulsingError {
         }
     }
 
+    /// Whether the message of the failed call reached the actor.
+    ///
+    /// | error | delivery |
+    /// |---|---|
+    /// | `NotFound`, `MailboxFull`, `BadMessage`, `TooLarge`, `InvalidName`, `AlreadyExists`, `SystemShutdown`, `Config` | [`NotDelivered`](Delivery::NotDelivered) |
+    /// | `Timeout`, `RemoteTimeout`, `Stopped`, `StreamTruncated`, `Other` | [`MaybeDelivered`](Delivery::MaybeDelivered) |
+    /// | `Actor`, `Panicked` | [`Handled`](Delivery::Handled) |
+    /// | `NodeUnreachable` | its `delivery` field |
+    pub fn delivery(&self) -> Delivery {
+        match self {
+            PulsingError::NotFound(_)
+            | PulsingError::MailboxFull(_)
+            | PulsingError::BadMessage(_)
+            | PulsingError::TooLarge(_)
+            | PulsingError::InvalidName { .. }
+            | PulsingError::AlreadyExists(_)
+            | PulsingError::SystemShutdown
+            | PulsingError::Config(_) => Delivery::NotDelivered,
+            PulsingError::Timeout(_)
+            | PulsingError::RemoteTimeout(_)
+            | PulsingError::Stopped(_)
+            | PulsingError::StreamTruncated(_)
+            | PulsingError::Other { .. } => Delivery::MaybeDelivered,
+            PulsingError::Actor(_) | PulsingError::Panicked { .. } => Delivery::Handled,
+            PulsingError::NodeUnreachable { delivery, .. } => *delivery,
+        }
+    }
+
     /// The human-readable part of this error as sent on the wire: the payload of the variant, without
     /// the prefix that [`Display`](fmt::Display) adds.
     pub fn wire_message(&self) -> String {
@@ -179,8 +253,13 @@ impl PulsingError {
             | PulsingError::TooLarge(s)
             | PulsingError::StreamTruncated(s)
             | PulsingError::Config(s)
-            | PulsingError::AlreadyExists(s) => s.clone(),
+            | PulsingError::AlreadyExists(s)
+            | PulsingError::RemoteTimeout(s) => s.clone(),
             PulsingError::Actor(e) => e.to_string(),
+            // Without the delivery words: the receiver states its own view of delivery.
+            PulsingError::NodeUnreachable { addr, reason, .. } => {
+                format!("node {addr} unreachable: {reason}")
+            }
             PulsingError::Other { message, .. } => message.clone(),
             other => other.to_string(),
         }
@@ -199,7 +278,9 @@ impl PulsingError {
     ///
     /// `actor_error` becomes [`PulsingError::Actor`] whose [`ActorError::type_name`] is the part of the
     /// message before the first `": "` when it looks like a type name (the form [`ActorError`] displays
-    /// itself in). Unknown kinds become [`PulsingError::Other`] so nothing is lost.
+    /// itself in). `timeout` becomes [`PulsingError::RemoteTimeout`], and `unreachable` a
+    /// [`PulsingError::NodeUnreachable`] that [`Delivery::MaybeDelivered`] (the wire does not say whether
+    /// the remote node had sent it on). Unknown kinds become [`PulsingError::Other`] so nothing is lost.
     pub fn from_wire(kind: &str, message: impl Into<String>) -> PulsingError {
         PulsingError::from_wire_detail(kind, message, None)
     }
@@ -221,11 +302,8 @@ impl PulsingError {
         }
         match kind {
             "not_found" => PulsingError::NotFound(message),
-            "timeout" => PulsingError::Other {
-                // A remote timeout keeps its text; the local caller's own timer is a separate matter.
-                kind: "timeout".into(),
-                message,
-            },
+            // A remote timeout keeps its text; the local caller's own timer is a separate matter.
+            "timeout" => PulsingError::RemoteTimeout(message),
             "overloaded" => PulsingError::MailboxFull(message),
             "stopped" => PulsingError::Stopped(message),
             "bad_request" => PulsingError::BadMessage(message),
@@ -233,6 +311,7 @@ impl PulsingError {
             "unreachable" => PulsingError::NodeUnreachable {
                 addr: String::new(),
                 reason: message,
+                delivery: Delivery::MaybeDelivered,
             },
             "shutdown" => PulsingError::SystemShutdown,
             "stream_truncated" => PulsingError::StreamTruncated(message),
@@ -245,10 +324,12 @@ impl PulsingError {
         }
     }
 
-    /// The ask (or a wait it contains) timed out: locally, or on the remote node (`kind == "timeout"`).
+    /// The ask (or a wait it contains) timed out: locally, or on the remote node.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, PulsingError::Timeout(_))
-            || matches!(self, PulsingError::Other { kind, .. } if kind == "timeout")
+        matches!(
+            self,
+            PulsingError::Timeout(_) | PulsingError::RemoteTimeout(_)
+        )
     }
     /// No such actor is reachable.
     pub fn is_not_found(&self) -> bool {
@@ -418,6 +499,7 @@ mod tests {
             PulsingError::TooLarge("x".into()),
             PulsingError::StreamTruncated("x".into()),
             PulsingError::AlreadyExists("a".into()),
+            PulsingError::RemoteTimeout("x".into()),
         ];
         for e in errors {
             let back = PulsingError::from_wire(e.kind().as_str(), e.wire_message());
@@ -457,9 +539,106 @@ mod tests {
         let u = PulsingError::NodeUnreachable {
             addr: "127.0.0.1:1".into(),
             reason: "refused".into(),
+            delivery: Delivery::NotDelivered,
         };
         assert!(PulsingError::from_wire(u.kind().as_str(), u.wire_message()).is_unreachable());
         assert!(PulsingError::from_wire("shutdown", "").is_stopped());
+    }
+
+    #[test]
+    fn every_variant_says_whether_it_was_delivered() {
+        use Delivery::*;
+        let unreachable = |delivery| PulsingError::NodeUnreachable {
+            addr: "127.0.0.1:1".into(),
+            reason: "r".into(),
+            delivery,
+        };
+        let cases = [
+            (PulsingError::NotFound("a".into()), NotDelivered),
+            (
+                PulsingError::Timeout(Duration::from_secs(1)),
+                MaybeDelivered,
+            ),
+            (PulsingError::RemoteTimeout("x".into()), MaybeDelivered),
+            (PulsingError::MailboxFull("a".into()), NotDelivered),
+            (PulsingError::Stopped("a".into()), MaybeDelivered),
+            (PulsingError::Actor(ActorError::new("x")), Handled),
+            (
+                PulsingError::Panicked {
+                    actor: "a".into(),
+                    message: "boom".into(),
+                },
+                Handled,
+            ),
+            (
+                PulsingError::InvalidName {
+                    name: "".into(),
+                    reason: "empty",
+                },
+                NotDelivered,
+            ),
+            (PulsingError::AlreadyExists("a".into()), NotDelivered),
+            (PulsingError::BadMessage("x".into()), NotDelivered),
+            (PulsingError::TooLarge("x".into()), NotDelivered),
+            (unreachable(NotDelivered), NotDelivered),
+            (unreachable(MaybeDelivered), MaybeDelivered),
+            (PulsingError::SystemShutdown, NotDelivered),
+            (PulsingError::StreamTruncated("x".into()), MaybeDelivered),
+            (PulsingError::Config("x".into()), NotDelivered),
+            (
+                PulsingError::from_wire("quota_exceeded", "x"),
+                MaybeDelivered,
+            ),
+        ];
+        for (e, delivery) in cases {
+            assert_eq!(e.delivery(), delivery, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_remote_timeout_keeps_its_kind_and_delivery() {
+        let t = PulsingError::Timeout(Duration::from_secs(1));
+        let back = PulsingError::from_wire(t.kind().as_str(), t.wire_message());
+        assert_eq!(back, PulsingError::RemoteTimeout(t.to_string()));
+        assert_eq!(back.kind(), ErrorKind::Timeout);
+        assert!(back.is_timeout());
+        assert_eq!(back.delivery(), Delivery::MaybeDelivered);
+        let again = PulsingError::from_wire(back.kind().as_str(), back.wire_message());
+        assert_eq!(again, back);
+    }
+
+    #[test]
+    fn a_remote_unreachable_keeps_its_kind_and_may_have_been_delivered() {
+        for delivery in [Delivery::NotDelivered, Delivery::MaybeDelivered] {
+            let u = PulsingError::NodeUnreachable {
+                addr: "127.0.0.1:1".into(),
+                reason: "refused".into(),
+                delivery,
+            };
+            let back = PulsingError::from_wire(u.kind().as_str(), u.wire_message());
+            assert_eq!(back.kind(), ErrorKind::Unreachable);
+            // The wire does not carry delivery: a relayed unreachable is the cautious answer.
+            assert_eq!(back.delivery(), Delivery::MaybeDelivered);
+            // The text states the delivery once, the receiver's.
+            assert_eq!(
+                back.to_string(),
+                "node  unreachable: node 127.0.0.1:1 unreachable: refused; the message may have been \
+                 delivered"
+            );
+        }
+    }
+
+    #[test]
+    fn unreachable_text_follows_its_delivery_field() {
+        let u = PulsingError::NodeUnreachable {
+            addr: "127.0.0.1:1".into(),
+            reason: "connect failed".into(),
+            delivery: Delivery::NotDelivered,
+        };
+        assert_eq!(
+            u.to_string(),
+            "node 127.0.0.1:1 unreachable: connect failed; the message was not delivered"
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub use actor::{Actor, Context, RestartPolicy};
 pub use actor_ref::ActorRef;
 pub use builder::{ActorSystemBuilder, DEFAULT_ASK_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use cell::Responder;
-pub use error::{ActorError, ErrorKind, PulsingError, Result};
+pub use error::{ActorError, Delivery, ErrorKind, PulsingError, Result};
 pub use mailbox::{TryTellError, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAILBOX_WAIT};
 pub use membership::{
     ActorLocation, LocalNode, Member, MemberState, Membership, MembershipEvent, Standalone,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::PulsingError;
+use crate::error::{Delivery, PulsingError};
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::stats::SystemStats;
@@ -87,7 +87,8 @@ pub struct RemoteTarget {
 /// - Every call is bounded by the `timeout` it is given (connect, send and wait for the reply, all
 ///   included) and then fails with [`PulsingError::Timeout`].
 /// - A peer that cannot be reached fails with [`PulsingError::NodeUnreachable`]; a refused connection
-///   fails at once, not by the timeout.
+///   fails at once, not by the timeout. Its `delivery` is [`Delivery::NotDelivered`] when nothing was
+///   sent, [`Delivery::MaybeDelivered`] once the request may have left.
 /// - Errors that the remote node reports keep their kind ([`PulsingError::from_wire`]).
 /// - An ask is never retried once its bytes may have left: delivery is at most once. A transport may
 ///   retry only when it knows nothing was sent (e.g. connect failed).
@@ -140,8 +141,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Told that the node at `addr` is gone: the membership declared it down or it left. A transport
     /// that keeps connections checks those to `addr` and ends the ones that no longer answer (a
     /// leaving node still draining keeps its connections), so calls in flight to a dead or hung node
-    /// fail promptly with [`PulsingError::NodeUnreachable`] carrying `reason` (and that the message
-    /// may have been delivered) instead of waiting for their timeout; later calls connect afresh.
+    /// fail promptly with [`PulsingError::NodeUnreachable`] carrying `reason` and
+    /// [`Delivery::MaybeDelivered`] instead of waiting for their timeout; later calls connect afresh.
     ///
     /// Must not block: it is called from the system's membership-event task. The default does
     /// nothing (a transport without connections, or one that detects silent peers by itself).
@@ -192,8 +193,9 @@ impl NoTransport {
             addr: addr.to_string(),
             reason:
                 "this system has no transport (standalone); build it with a transport to reach \
-                     other nodes; the message was not sent"
+                     other nodes"
                     .into(),
+            delivery: Delivery::NotDelivered,
         }
     }
 }

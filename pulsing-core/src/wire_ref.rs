@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use rmp::Marker;
 
 use crate::actor_ref::ActorRef;
-use crate::error::PulsingError;
+use crate::error::{Delivery, PulsingError};
 use crate::name::ActorName;
 use crate::system::ActorSystem;
 use crate::transport::{NodeId, RemoteTarget};
@@ -233,6 +233,7 @@ impl ActorSystem {
                      in that system",
                     r.id
                 ),
+                delivery: Delivery::NotDelivered,
             });
         };
         Ok(self.make_remote(RemoteTarget {

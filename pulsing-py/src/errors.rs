@@ -3,7 +3,7 @@
 //! The mapping follows the error's predicates, one class per predicate, so a remote error rebuilt from
 //! its wire kind maps exactly like a local one.
 
-use pulsing::PulsingError;
+use pulsing::{Delivery, PulsingError};
 use pyo3::prelude::*;
 use pyo3::PyErr;
 
@@ -25,6 +25,27 @@ use crate::{
 /// | `is_stopped` | `ActorStoppedError` |
 /// | anything else | `PulsingError` |
 pub(crate) fn to_py_err(err: PulsingError) -> PyErr {
+    let delivery = delivery_name(err.delivery());
+    let py_err = py_class_err(err);
+    // The typed field, as the exception's `delivery` attribute (its class gives the usual value;
+    // this sets the exact one, e.g. for `NodeUnreachableError`).
+    Python::attach(|py| {
+        let _ = py_err.value(py).setattr("delivery", delivery);
+    });
+    py_err
+}
+
+/// The Python name of a [`Delivery`]: `"not_delivered"`, `"maybe_delivered"` or `"handled"`.
+fn delivery_name(d: Delivery) -> &'static str {
+    match d {
+        Delivery::NotDelivered => "not_delivered",
+        Delivery::Handled => "handled",
+        // `MaybeDelivered`, and any kind added later: the cautious answer.
+        _ => "maybe_delivered",
+    }
+}
+
+fn py_class_err(err: PulsingError) -> PyErr {
     let text = err.to_string();
     if err.is_not_found() {
         ActorNotFoundError::new_err(text)

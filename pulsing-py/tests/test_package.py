@@ -148,3 +148,12 @@ def test_stub_declares_every_name_the_native_module_exports() -> None:
 
 def test_package_ships_the_typing_marker() -> None:
     assert importlib.resources.files("pulsing").joinpath("py.typed").is_file()
+
+
+def test_every_error_class_says_whether_the_message_was_delivered() -> None:
+    assert pulsing.ActorNotFoundError("x").delivery == "not_delivered"
+    assert pulsing.MailboxFullError("x").delivery == "not_delivered"
+    assert pulsing.BadMessageError("x").delivery == "not_delivered"
+    assert pulsing.ActorError("x").delivery == "handled"
+    assert pulsing.AskTimeoutError("x").delivery == "maybe_delivered"
+    assert pulsing.ActorStoppedError("x").delivery == "maybe_delivered"

@@ -106,3 +106,17 @@ def test_killed_peer_fails_calls_quickly(peer: tuple[subprocess.Popen[str], str]
             assert time.monotonic() - started < 5.0
 
     asyncio.run(main())
+
+
+def test_a_refused_connection_is_not_delivered_and_says_so() -> None:
+    async def main() -> None:
+        async with await create_actor_system(SystemConfig.with_addr("127.0.0.1:0")) as system:
+            # A port nobody listens on (this system's own port + a bind that was closed).
+            probe = await create_actor_system(SystemConfig.with_addr("127.0.0.1:0"))
+            gone = str(probe.addr)
+            await probe.shutdown()
+            with pytest.raises(NodeUnreachableError) as info:
+                await system.remote_ref(gone, "counter").get()
+            assert info.value.delivery == "not_delivered"
+
+    asyncio.run(main())

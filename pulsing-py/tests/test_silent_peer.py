@@ -65,8 +65,10 @@ def test_calls_to_a_stopped_peer_raise_node_unreachable_and_work_again_after_sig
                 print(f"SIGSTOP: in-flight call failed {in_flight_took:.3f} s after the stop: {err}")
                 print(f"SIGSTOP: call sent after the stop failed in {after_took:.3f} s: {after}")
                 assert isinstance(err, NodeUnreachableError), repr(err)
+                assert err.delivery == "maybe_delivered", "it was sent before the stop"
                 assert in_flight_took < FAIL_WITHIN, in_flight_took
                 assert isinstance(after, NodeUnreachableError), repr(after)
+                assert after.delivery == "maybe_delivered", "sent on the silent connection"
                 assert after_took < FAIL_WITHIN, after_took
 
                 os.kill(pid, signal.SIGCONT)

@@ -20,9 +20,9 @@
 //!
 //! None once bytes may have left. The only resend is of a request that the HTTP/2 connection handed
 //! back unsent (it was found closed before the request was queued on it), which goes once on a fresh
-//! connection. Everything else fails: a refused connect as [`PulsingError::NodeUnreachable`] ("not
-//! sent"), a connection lost after the request was handed over (or ended by a keep-alive timeout or
-//! [`Client::peer_gone`]) as `NodeUnreachable` ("may have been delivered").
+//! connection. Everything else fails: a refused connect as [`PulsingError::NodeUnreachable`] with
+//! [`Delivery::NotDelivered`], a connection lost after the request was handed over (or ended by a
+//! keep-alive timeout or [`Client::peer_gone`]) as `NodeUnreachable` with [`Delivery::MaybeDelivered`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ use h2::{Ping, PingPong, RecvStream};
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use pulsing_core::{Message, MessageStream, PulsingError, RemoteTarget, StreamSender};
+use pulsing_core::{Delivery, Message, MessageStream, PulsingError, RemoteTarget, StreamSender};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -113,11 +113,8 @@ impl ConnState {
     /// The error of a call whose request was handed over and whose stream then broke with `e`.
     fn lost(&self, addr: SocketAddr, what: &str, e: &h2::Error) -> PulsingError {
         match self.reason.get() {
-            Some(reason) => unreachable(addr, reason.clone()),
-            None => unreachable(
-                addr,
-                format!("{what}: {e}; the message may have been delivered"),
-            ),
+            Some(reason) => maybe_delivered(addr, reason.clone()),
+            None => maybe_delivered(addr, format!("{what}: {e}")),
         }
     }
 }
@@ -249,10 +246,21 @@ impl Budget {
     }
 }
 
-fn unreachable(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
+/// `addr` unreachable before the request was handed to a connection: nothing was sent.
+fn not_sent(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
     PulsingError::NodeUnreachable {
         addr: addr.to_string(),
         reason: reason.into(),
+        delivery: Delivery::NotDelivered,
+    }
+}
+
+/// `addr` unreachable after the request was handed to a connection: it may have been delivered.
+fn maybe_delivered(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
+    PulsingError::NodeUnreachable {
+        addr: addr.to_string(),
+        reason: reason.into(),
+        delivery: Delivery::MaybeDelivered,
     }
 }
 
@@ -283,7 +291,7 @@ impl Client {
             .cloned();
         if let Some(peer) = peer {
             tracing::debug!(%addr, reason, "ending the connections to a peer gone");
-            peer.check_all(&format!("{reason}; the message may have been delivered"));
+            peer.check_all(reason);
         }
     }
 
@@ -350,19 +358,11 @@ impl Client {
         .await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(unreachable(
-                    addr,
-                    format!("connect failed: {e}; the message was not sent"),
-                ))
-            }
+            Ok(Err(e)) => return Err(not_sent(addr, format!("connect failed: {e}"))),
             Err(_) if by_connect <= budget.deadline => {
-                return Err(unreachable(
+                return Err(not_sent(
                     addr,
-                    format!(
-                        "connect timed out after {:?}; the message was not sent",
-                        self.config.connect_timeout
-                    ),
+                    format!("connect timed out after {:?}", self.config.connect_timeout),
                 ))
             }
             Err(_) => return Err(budget.expired()),
@@ -378,12 +378,7 @@ impl Client {
         let (send, mut conn) =
             match tokio::time::timeout_at(budget.deadline, builder.handshake(stream)).await {
                 Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => {
-                    return Err(unreachable(
-                        addr,
-                        format!("HTTP/2 handshake failed: {e}; the message was not sent"),
-                    ))
-                }
+                Ok(Err(e)) => return Err(not_sent(addr, format!("HTTP/2 handshake failed: {e}"))),
                 Err(_) => return Err(budget.expired()),
             };
         let state = Arc::new(ConnState::new(&self.shutdown));
@@ -430,7 +425,7 @@ impl Client {
                 conn = self.conn(&peer, addr, budget).await?;
                 req.start(&conn, &peer.authority).map_err(|e| {
                     conn.state.closed.store(true, Ordering::Relaxed);
-                    unreachable(addr, format!("{e}; the message was not sent"))
+                    not_sent(addr, e.to_string())
                 })?
             }
         };
@@ -732,7 +727,7 @@ async fn keep_alive(
                 }
                 return format!(
                     "the peer stopped answering HTTP/2 keep-alives (no PING answer within \
-                     {bound:?}); the message may have been delivered"
+                     {bound:?})"
                 );
             }
         }

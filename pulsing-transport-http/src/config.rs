@@ -62,7 +62,7 @@ pub struct HttpConfig {
     /// turns keep-alives off (a silent peer then fails calls only by their timeout).
     pub keepalive_interval: Duration,
     /// Bound on the answer to a PING; without one in time the connection is dropped and every
-    /// call in flight on it fails with `NodeUnreachable` (the message may have been delivered).
+    /// call in flight on it fails with `NodeUnreachable` with `Delivery::MaybeDelivered`.
     pub keepalive_timeout: Duration,
 }
 

@@ -21,14 +21,15 @@
 //!
 //! # Delivery and retries
 //!
-//! At most once. A refused connection fails at once with [`PulsingError::NodeUnreachable`] ("the
-//! message was not sent"). A peer that accepts but stops answering (a stopped process, a hung host)
-//! fails the calls on its connection with `NodeUnreachable` once an HTTP/2 PING goes unanswered:
+//! At most once. A refused connection fails at once with [`PulsingError::NodeUnreachable`] whose
+//! `delivery` is [`Delivery::NotDelivered`](pulsing_core::Delivery::NotDelivered). A peer that accepts but stops answering (a stopped process, a hung host)
+//! fails the calls on its connection with `NodeUnreachable`
+//! ([`Delivery::MaybeDelivered`](pulsing_core::Delivery::MaybeDelivered)) once an HTTP/2 PING goes unanswered:
 //! within [`HttpConfig::keepalive_interval`] + [`HttpConfig::keepalive_timeout`] (4 s by default),
 //! or sooner when the membership declares it down ([`Transport::peer_gone`]); a peer that answers
 //! PINGs but not the request fails it by the call's timeout ([`PulsingError::Timeout`]). A request is resent only when the HTTP/2 connection handed it back
 //! unsent (the connection was found closed before the request was queued); a connection lost after
-//! that fails the call with `NodeUnreachable` saying the message may have been delivered.
+//! that fails the call with `NodeUnreachable` whose `delivery` is `MaybeDelivered`.
 //!
 //! # Examples
 //!

@@ -63,12 +63,8 @@ pub fn wire_kind(err: &PulsingError) -> &str {
     }
 }
 
-/// The HTTP status of an error (protocol.md §5): by its kind, `timeout` included when it came from the
-/// wire.
+/// The HTTP status of an error (protocol.md §5): by its kind.
 pub fn status_of_error(err: &PulsingError) -> StatusCode {
-    if err.is_timeout() {
-        return StatusCode::GATEWAY_TIMEOUT;
-    }
     status_of(err.kind())
 }
 
@@ -79,7 +75,7 @@ pub fn error_from_status(status: StatusCode, detail: &str) -> PulsingError {
         StatusCode::BAD_REQUEST => PulsingError::BadMessage(message),
         StatusCode::NOT_FOUND => PulsingError::NotFound(message),
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
-            PulsingError::from_wire("timeout", message)
+            PulsingError::RemoteTimeout(message)
         }
         StatusCode::PAYLOAD_TOO_LARGE => PulsingError::TooLarge(message),
         StatusCode::SERVICE_UNAVAILABLE => PulsingError::MailboxFull(message),

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget, Transport};
+use pulsing::{
+    async_trait, Delivery, InboundHandler, Message, PulsingError, RemoteTarget, Transport,
+};
 
 #[derive(Default)]
 pub struct Net {
@@ -59,7 +61,8 @@ impl Net {
 fn refused(to: SocketAddr) -> PulsingError {
     PulsingError::NodeUnreachable {
         addr: to.to_string(),
-        reason: "connection refused; the message was not sent".into(),
+        reason: "connection refused".into(),
+        delivery: Delivery::NotDelivered,
     }
 }
 

@@ -30,11 +30,23 @@ __all__ = [
 
 
 class PulsingError(Exception):
-    """Root of every error raised by Pulsing."""
+    """Root of every error raised by Pulsing.
+
+    :attr:`delivery` says whether the message reached the actor: ``"not_delivered"`` (safe to send
+    again), ``"maybe_delivered"`` (it may have been handled) or ``"handled"`` (the handler ran and
+    failed), as ``PulsingError::delivery()`` in Rust. Each class gives its usual value; an error
+    from the core sets the exact one (a :class:`NodeUnreachableError` may be either of the first
+    two).
+    """
+
+    delivery: str = "maybe_delivered"
+    """Whether the message reached the actor (see the class docs)."""
 
 
 class ActorNotFoundError(PulsingError):
     """No actor is registered under the given name or id."""
+
+    delivery = "not_delivered"
 
 
 class ActorError(PulsingError):
@@ -50,6 +62,8 @@ class ActorError(PulsingError):
     (see :func:`actor_error_class`), so ``except ValueError`` works across nodes as in-process.
     Calling a method the actor does not have gives ``type_name == "AttributeError"``.
     """
+
+    delivery = "handled"
 
     remote_traceback: str | None = None
     """The handler's formatted traceback (``None`` when the handler was not Python)."""
@@ -154,9 +168,13 @@ class NodeUnreachableError(PulsingError, ConnectionError):
 class MailboxFullError(PulsingError):
     """The actor's mailbox is at capacity and refused the message."""
 
+    delivery = "not_delivered"
+
 
 class BadMessageError(PulsingError):
     """The message could not be encoded, decoded, or was not understood by the actor."""
+
+    delivery = "not_delivered"
 
 
 class ActorStoppedError(PulsingError):
