@@ -193,6 +193,12 @@ async fn a_panic_in_forward_answers_stopped_and_applies_the_restart_policy() {
         let once = system.spawn(Brittle, "once").await.unwrap();
         let e = once.ask(Message::single("boom", "")).await.unwrap_err();
         assert!(matches!(e, PulsingError::Stopped(_)), "{e:?}");
+        // The responder answers while the panic unwinds; the actor's task counts the panic just
+        // after, so the asker may read the counter first.
+        let counted = tokio::time::Instant::now() + Duration::from_secs(5);
+        while system.stats().panics == 0 && tokio::time::Instant::now() < counted {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert_eq!(system.stats().panics, 1);
         let e = once.ask(Message::single("m", "")).await.unwrap_err();
         assert!(e.is_stopped(), "RestartPolicy::Never stops the actor: {e}");

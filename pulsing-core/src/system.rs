@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -18,13 +16,15 @@ use crate::actor_ref::ActorRef;
 use crate::builder::{ActorSystemBuilder, Config};
 use crate::cell::{self, LocalCell, Source};
 use crate::error::PulsingError;
-use crate::mailbox::{mailbox, Envelope};
+use crate::mailbox::mailbox;
 use crate::membership::{Member, MemberState, Membership, MembershipEvent};
-use crate::message::Message;
 use crate::name::ActorName;
 use crate::stats::{Counters, SystemStats};
 use crate::transport::{InboundHandler, NodeId, RemoteTarget, Transport};
+
+mod inbound;
 use crate::visibility::{self, Visibility};
+use inbound::Inbound;
 
 /// Configuration, counters and identity shared by the system, its actors and its refs.
 pub(crate) struct Shared {
@@ -763,80 +763,5 @@ impl fmt::Debug for ActorSystem {
             .field("addr", &self.inner.addr.get())
             .field("transport", &self.inner.transport.name())
             .finish_non_exhaustive()
-    }
-}
-
-/// The system as the transport sees it. Holds a weak reference so the transport (owned by the system)
-/// does not keep the system alive.
-struct Inbound(Weak<SystemInner>);
-
-impl Inbound {
-    fn system(&self) -> Result<ActorSystem, PulsingError> {
-        let inner = self.0.upgrade().ok_or(PulsingError::SystemShutdown)?;
-        let system = ActorSystem { inner };
-        system.check_running()?;
-        Ok(system)
-    }
-
-    /// The actor `name` if it is served to other nodes (public or anonymous); a private actor is
-    /// `NotFound`, exactly as an unknown name.
-    fn served(&self, system: &ActorSystem, name: &str) -> Result<Arc<LocalCell>, PulsingError> {
-        match system.local(name) {
-            Some(cell) if cell.visibility.is_served_remotely() => Ok(cell),
-            _ => Err(PulsingError::NotFound(name.to_owned())),
-        }
-    }
-}
-
-#[async_trait]
-impl InboundHandler for Inbound {
-    fn node_id(&self) -> NodeId {
-        self.0.upgrade().map_or(NodeId(0), |i| i.shared.node_id)
-    }
-
-    async fn ask(
-        &self,
-        name: &str,
-        msg: Message,
-        timeout: Option<Duration>,
-    ) -> Result<Message, PulsingError> {
-        let system = self.system()?;
-        let cell = self.served(&system, name)?;
-        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
-        ActorRef::local(cell).ask_with_timeout(msg, timeout).await
-    }
-
-    async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError> {
-        let system = self.system()?;
-        let cell = self.served(&system, name)?;
-        let wait = system.inner.shared.config.mailbox_wait;
-        cell.mailbox
-            .push(Envelope { msg, reply: None }, wait, &cell.name)
-            .await
-    }
-
-    async fn gossip(&self, from: Option<SocketAddr>, packet: Bytes) -> Result<Bytes, PulsingError> {
-        let system = self.system()?;
-        system.inner.membership.handle_gossip(from, packet).await
-    }
-
-    fn public_actors(&self) -> Vec<ActorName> {
-        self.system().map_or_else(
-            |_| Vec::new(),
-            |s| {
-                s.local_actors()
-                    .into_iter()
-                    .filter(|(_, public)| *public)
-                    .map(|(n, _)| n)
-                    .collect()
-            },
-        )
-    }
-
-    fn stats(&self) -> SystemStats {
-        self.0
-            .upgrade()
-            .map(|inner| ActorSystem { inner }.stats())
-            .unwrap_or_default()
     }
 }
