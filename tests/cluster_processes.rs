@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pulsing::{Actor, ActorError, ActorRef, ActorSystem, Context, Message, SpawnOptions};
 
-use processes::{example, NodeProcess};
+use processes::{cluster_node as start, run_within};
 
 /// Bound on the async part of each test (the processes are started, bounded, before it).
 const BOUND: Duration = Duration::from_secs(40);
@@ -30,29 +30,9 @@ impl Actor for Echo {
     }
 }
 
-/// Starts `name` as a process running a public actor `name`, joining through `seed` if any.
-fn start(name: &str, seed: Option<SocketAddr>) -> NodeProcess {
-    let bin = example("cluster_node");
-    let seed = seed.map(|s| s.to_string());
-    let mut args = vec!["--addr", "127.0.0.1:0", "--name", name];
-    if let Some(seed) = &seed {
-        args.extend(["--seeds", seed.as_str()]);
-    }
-    NodeProcess::start(&bin, name, &args).unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Runs `body` on a multi-thread runtime within [`BOUND`].
 fn run<F: Future<Output = ()>>(body: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(BOUND, body)
-                .await
-                .expect("test exceeded its time bound");
-        });
+    run_within(BOUND, body);
 }
 
 /// This test's node, joined through `seed`.

@@ -8,14 +8,13 @@
 mod processes;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pulsing::http::{HttpConfig, HttpTransport};
 use pulsing::{ActorRef, ActorSystem, Delivery, Message, PulsingError};
 
-use processes::{example, NodeProcess};
+use processes::{cluster_node as start, run_within, NodeProcess};
 
 /// Bound on the async part of each test.
 const BOUND: Duration = Duration::from_secs(60);
@@ -26,17 +25,6 @@ const FAIL_WITHIN: Duration = Duration::from_secs(5);
 /// 3.9–4.6 s), then its connections get 1 s to answer a PING; an in-flight call must fail by then,
 /// well before the ask timeout.
 const DOWN_WITHIN: Duration = Duration::from_secs(8);
-
-/// Starts a `cluster_node` process running the public actor `name`, joining `seed` if any.
-fn start(name: &str, seed: Option<SocketAddr>) -> NodeProcess {
-    let bin = example("cluster_node");
-    let seed = seed.map(|s| s.to_string());
-    let mut args = vec!["--addr", "127.0.0.1:0", "--name", name];
-    if let Some(seed) = &seed {
-        args.extend(["--seeds", seed.as_str()]);
-    }
-    NodeProcess::start(&bin, name, &args).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
@@ -67,16 +55,7 @@ impl Drop for Stopped {
 
 /// Runs `body` on a multi-thread runtime within [`BOUND`].
 fn run<F: Future<Output = ()>>(body: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            tokio::time::timeout(BOUND, body)
-                .await
-                .expect("test exceeded its time bound");
-        });
+    run_within(BOUND, body);
 }
 
 /// A system outside any cluster, calling with `config` (so only the transport watches peers).

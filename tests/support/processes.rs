@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -194,4 +195,35 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts a `cluster_node` process (`examples/cluster_node.rs`) serving the public actor `name`,
+/// joining the cluster through `seed` if any.
+///
+/// # Panics
+///
+/// If the process does not start or print `ready` in time.
+pub fn cluster_node(name: &str, seed: Option<SocketAddr>) -> NodeProcess {
+    let bin = example("cluster_node");
+    let seed = seed.map(|s| s.to_string());
+    let mut args = vec!["--addr", "127.0.0.1:0", "--name", name];
+    if let Some(seed) = &seed {
+        args.extend(["--seeds", seed.as_str()]);
+    }
+    NodeProcess::start(&bin, name, &args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `body` on a two-worker multi-thread runtime of its own and fails the test if it takes longer
+/// than `bound`. (Tests that start processes do it outside the runtime, before `body`.)
+pub fn run_within<F: Future<Output = ()>>(bound: Duration, body: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async {
+            tokio::time::timeout(bound, body)
+                .await
+                .expect("test exceeded its time bound");
+        });
 }
