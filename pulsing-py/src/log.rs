@@ -38,7 +38,7 @@
 //! `TRACE` → 5 (named `TRACE` in `logging`).
 
 use std::fmt::{Debug, Write as _};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::batch::Batch;
 use crate::hub::HubShared;
 
 /// How many records may wait for a flush; later ones are dropped and counted.
@@ -72,9 +73,8 @@ struct Record {
 static ENV: OnceLock<Option<Directives>> = OnceLock::new();
 /// Without `RUST_LOG`: the most verbose level recorded, as [`encode`] writes it.
 static LEVEL: AtomicU8 = AtomicU8::new(2);
-static QUEUE: Mutex<Vec<Record>> = Mutex::new(Vec::new());
-/// Set by the push that must wake a loop, cleared by [`flush`] just before it takes the records.
-static PENDING: AtomicBool = AtomicBool::new(false);
+/// Records waiting for a loop; a push that finds no wake-up pending wakes the live hubs.
+static QUEUE: Batch<Record> = Batch::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static HUBS: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
 static NEXT_REFRESH_MS: AtomicU64 = AtomicU64::new(0);
@@ -121,7 +121,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
 /// who configured `logging` before creating a system gets their level). `wake` wakes its loop.
 pub(crate) fn register_hub(hub: Weak<HubShared>, wake: Wake) {
     if let Some(h) = hub.upgrade() {
-        if PENDING.load(Ordering::SeqCst) {
+        if QUEUE.is_pending() {
             // Records queued before any hub could be woken.
             wake(&h);
         }
@@ -152,13 +152,11 @@ pub(crate) fn flush(py: Python<'_>) {
             }
         }
     }
-    if !PENDING.load(Ordering::SeqCst) {
+    if !QUEUE.is_pending() {
         return;
     }
-    // Clear, then take: a push that sees the flag clear wakes a loop again; one that saw it set
-    // queued its record before this take.
-    PENDING.store(false, Ordering::SeqCst);
-    let records = std::mem::take(&mut *QUEUE.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut records = Vec::new();
+    QUEUE.take_into(&mut records);
     let dropped = DROPPED.swap(0, Ordering::Relaxed);
     if let Err(e) = emit(py, records) {
         e.write_unraisable(py, None);
@@ -388,15 +386,11 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PythonLogs {
 
 /// Queues `record` (or counts it dropped) and, if it is the first since a flush, wakes the hubs.
 fn push(record: Record) {
-    {
-        let mut queue = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() >= CAPACITY {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        } else {
-            queue.push(record);
-        }
+    let (queued, wake) = QUEUE.push_bounded(record, CAPACITY);
+    if !queued {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     }
-    if PENDING.swap(true, Ordering::SeqCst) {
+    if !wake {
         return;
     }
     // Wake every live hub: whichever loop drains first emits the batch, and a hub that was closed

@@ -129,17 +129,22 @@ impl ReplyHandle {
         }
     }
 
-    fn is_ask(&self) -> bool {
+    /// The responder, once: later answers find none and are ignored.
+    fn take(&self) -> Option<Responder> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Whether the responder is still here and `test` holds for it.
+    fn holds(&self, test: fn(&Responder) -> bool) -> bool {
         self.slot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(Responder::is_ask)
+            .is_some_and(test)
     }
 
     fn answer(&self, reply: Result<Message, CoreActorError>) -> bool {
-        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        slot.is_some_and(|r| {
+        self.take().is_some_and(|r| {
             // A closed slot means the caller gave up; the reply has nowhere to go.
             if r.is_closed() {
                 r.expire();
@@ -171,8 +176,7 @@ impl ReplyHandle {
     /// Answers that the actor stopped before (or while) handling the message: the sender gets
     /// `ActorStoppedError` (over HTTP, `503 stopped`).
     fn stopped(&self, message: String) -> bool {
-        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        slot.is_some_and(|r| {
+        self.take().is_some_and(|r| {
             let waiting = !r.is_closed();
             r.fail(PulsingError::Stopped(message));
             waiting
@@ -182,7 +186,7 @@ impl ReplyHandle {
     /// Drops the message unanswered because its asker gave up, counting it as expired (what
     /// `pulsing_expired_asks_total` shows).
     fn expire(&self) {
-        if let Some(r) = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(r) = self.take() {
             r.expire();
         }
     }
@@ -191,11 +195,7 @@ impl ReplyHandle {
     /// be skipped. Always `False` for a tell.
     #[getter]
     fn closed(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(Responder::is_closed)
+        self.holds(Responder::is_closed)
     }
 
     /// Always `True`: the answer may leave this node, so refs to private actors cannot be in it.
@@ -209,7 +209,7 @@ impl ReplyHandle {
     #[pyo3(signature = (capacity=32, timeout=30.0))]
     fn stream(&self, capacity: usize, timeout: f64) -> PyResult<Option<StreamWriter>> {
         let timeout = crate::native::seconds(timeout)?;
-        if !self.is_ask() {
+        if !self.holds(Responder::is_ask) {
             return Ok(None);
         }
         let (tx, rx) = MessageStream::channel_with_timeout(capacity, timeout);

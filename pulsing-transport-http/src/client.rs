@@ -85,8 +85,6 @@ struct ConnState {
     /// Why this side ended the connection (a keep-alive timeout, the peer declared gone); set
     /// before the connection is dropped, so a call failing because of the drop finds it.
     reason: OnceLock<String>,
-    /// Cancelled to end the connection's task (a child of the transport's shutdown token).
-    end: CancellationToken,
     /// Notified to send a PING now (the membership declared the peer down); `gone` is the reason
     /// to give if that PING goes unanswered.
     check: tokio::sync::Notify,
@@ -94,11 +92,10 @@ struct ConnState {
 }
 
 impl ConnState {
-    fn new(shutdown: &CancellationToken) -> ConnState {
+    fn new() -> ConnState {
         ConnState {
             closed: AtomicBool::new(false),
             reason: OnceLock::new(),
-            end: shutdown.child_token(),
             check: tokio::sync::Notify::new(),
             gone: Mutex::new(None),
         }
@@ -381,7 +378,8 @@ impl Client {
                 Ok(Err(e)) => return Err(not_sent(addr, format!("HTTP/2 handshake failed: {e}"))),
                 Err(_) => return Err(budget.expired()),
             };
-        let state = Arc::new(ConnState::new(&self.shutdown));
+        let state = Arc::new(ConnState::new());
+        let shutdown = self.shutdown.clone();
         let pings = conn.ping_pong();
         let (interval, timeout) = (
             self.config.keepalive_interval,
@@ -398,7 +396,7 @@ impl Client {
                     tracing::debug!(%addr, %reason, "HTTP/2 connection dropped");
                     let _ = state.reason.set(reason);
                 },
-                _ = state.end.cancelled() => {}
+                _ = shutdown.cancelled() => {}
             }
             state.closed.store(true, Ordering::Relaxed);
             // Dropping the connection fails every stream on it (after `reason` was set).

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from pulsing import _codec
@@ -213,7 +213,7 @@ class Call(_Future):  # type: ignore[type-arg]
         else:
             self._finished()
             items = Message("", b"", _items=chan.reader())
-            self.set_result(_decoded(items, self._system._ext_hook))
+            self.set_result(decoded(items, self._system._ext_hook))
         return chan
 
     def _finished(self) -> None:
@@ -311,8 +311,10 @@ def _expire(call: Call, timeout: float) -> None:
         )
 
 
-async def _decoded(reply: Message, ext_hook: Any) -> AsyncIterator[Any]:
-    async for item in reply:
+async def decoded(items: AsyncIterable[Message], ext_hook: Any) -> AsyncIterator[Any]:
+    """The values of a streamed reply's items (each ``msgpack(value)``), decoded with
+    ``ext_hook``."""
+    async for item in items:
         yield _codec.decode_value(item._payload, ext_hook)
 
 

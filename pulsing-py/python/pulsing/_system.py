@@ -15,6 +15,7 @@ import msgpack
 
 from pulsing import _codec
 from pulsing import _pulsing as _native
+from pulsing._call import decoded
 from pulsing._config import SystemConfig
 from pulsing._impl import Actor, impl_for
 from pulsing._local import CURRENT, LocalActor
@@ -96,7 +97,7 @@ class ActorSystem:
     # -- what the hub calls --------------------------------------------------------------------
 
     def _method_stream(self, stream: Any) -> AsyncIterator[Any]:
-        return _decoded_stream(self, stream)
+        return decoded(_native_items(self, stream), self._ext_hook)
 
     def _deliver(self, actor_id: int, msg_type: str, payload: bytes, reply: Any) -> None:
         local = self._by_id.get(actor_id)
@@ -309,12 +310,6 @@ class ActorSystem:
 
     def __repr__(self) -> str:
         return f"ActorSystem(addr={self.addr!r}, actors={sorted(self._by_name)})"
-
-
-async def _decoded_stream(system: ActorSystem, stream: Any) -> AsyncIterator[Any]:
-    hook = system._ext_hook
-    async for item in _native_items(system, stream):
-        yield _codec.decode_value(item._payload, hook)
 
 
 async def create_actor_system(config: SystemConfig | None = None) -> ActorSystem:
