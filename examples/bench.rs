@@ -2,23 +2,38 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- --scenario local [--ops N] [--runtime multi|current]
+//! cargo run --release --example bench -- --scenario remote --transport http [--ops N]
+//!     [--runtime split|process|multi|current]
 //! ```
 //!
-//! ```text
-//! cargo run --release --example bench -- --scenario remote --transport http [--ops N]
-//! ```
+//! `--scenario` also takes one part of `local` or `remote` (`local_ask`, `remote_tell`, ...).
+//! `--ops N` sets the operations of every scenario run (default: per scenario, below).
 //!
 //! Scenarios:
-//! - `local` (or one of its parts, `local_ask` / `local_tell`): `local_ask` (sequential asks to an echo actor in the same process: ops/s, p50, p99) and
-//!   `local_tell` (tells as fast as one sender can push them, handled by one actor: msgs/s).
-//! - `remote` (`--transport http`): two actor systems in this process, each with its own HTTP
-//!   transport on 127.0.0.1 (a real TCP connection over loopback, HTTP/2 from the caller). By default
-//!   (`--runtime split`) each system runs on its own single-threaded Tokio runtime on its own OS
-//!   thread, as two nodes on two cores would; `--runtime multi|current` shares one runtime;
-//!   `--runtime process` runs the serving node in a second OS process, each process on a
-//!   multi-thread runtime (as two nodes deploy). Scenarios: `remote_ask` (sequential asks: ops/s, p50, p99), `remote_ask_concurrent`
-//!   (64 asks in flight: ops/s, p50, p99), `remote_tell` (tells by one sender, each awaited until the
-//!   remote mailbox took it: msgs/s) and `remote_stream` (one streamed reply: items/s).
+//! - `local`: `local_ask` (sequential asks to an echo actor in the same process: ops/s, p50, p99;
+//!   1,000,000) and `local_tell` (tells as fast as one sender can push them, handled by one actor:
+//!   msgs/s; 5,000,000).
+//! - `remote` (`--transport http`): two actor systems, each with its own HTTP transport on 127.0.0.1
+//!   (a real TCP connection over loopback, HTTP/2 from the caller). By default (`--runtime split`)
+//!   each system runs on its own single-threaded Tokio runtime on its own OS thread, as two nodes on
+//!   two cores would; `--runtime multi|current` shares one runtime; `--runtime process` runs the
+//!   serving node in a second OS process, each process on a multi-thread runtime (as two nodes
+//!   deploy). In order:
+//!   - `tcp_floor` (50,000): a plain Tokio TCP ping-pong (`TCP_NODELAY` both ends) between the same
+//!     two runtimes or processes, of length-prefixed frames holding the msgpack bodies `remote_ask`
+//!     sends (33 bytes) and gets back (41 bytes); measured as `remote_ask` is: ops/s, p50, p99.
+//!   - `remote_ask` (sequential asks, 50,000: ops/s, p50, p99, and `vs_tcp_floor`, its p50 over
+//!     the floor's). It runs with `tcp_floor`, the two interleaved in rounds of 1,000 operations so
+//!     that both meet the same scheduling (on 2 cores a ping-pong is several times slower when its
+//!     ends sit on different cores, and the scheduler moves them); the ops/s of both are operations
+//!     over the sum of their latencies.
+//!   - `remote_ask_concurrent` (64 asks in flight, 300,000: ops/s, p50, p99).
+//!   - `remote_tell` (1,000,000 tells of 32 bytes by one sender, each awaited as far as `tell`
+//!     waits, timed until a final count ask shows the actor handled the last one: msgs/s, `handled`,
+//!     `errors` (each failed tell's kind on stderr, the first few), `lost` (sent minus handled, and at
+//!     least the failed tells; 0 expected)). If after 2 s fewer than 100,000 a second were sent, it
+//!     stops there: `ops` is what was sent and `"stopped_early":true`.
+//!   - `remote_stream` (one streamed reply of 500,000 items: items/s).
 //!
 //! Latencies are measured per operation with `Instant::now()` around each ask (the two clock reads,
 //! ~40 ns, are included in the figures). The first 10% of operations are a warm-up and not counted.
@@ -72,8 +87,9 @@ fn parse_args() -> Args {
             "--transport" => args.transport = val(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: bench --scenario local|remote [--transport http] [--ops N] \
-                     [--runtime multi|current]"
+                    "usage: bench --scenario local|remote|<one of their parts> [--transport http] \
+                     [--ops N] [--runtime multi|current|split|process]; see the doc comment of \
+                     examples/bench.rs"
                 );
                 std::process::exit(0);
             }
@@ -156,12 +172,14 @@ async fn local_tell(system: &ActorSystem, ops: usize, runtime: &str) {
     );
 }
 
+#[path = "bench/floor.rs"]
+mod floor;
 #[path = "bench/remote.rs"]
 mod remote;
 
 fn main() {
     let args = parse_args();
-    if args.scenario.starts_with("remote") || args.scenario == "__serve" {
+    if args.scenario.starts_with("remote") || ["tcp_floor", "__serve"].contains(&&*args.scenario) {
         if args.transport != "http" {
             eprintln!("unknown transport {}; available: http", args.transport);
             std::process::exit(2);

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http_support::*;
 use pulsing::http::{HttpConfig, HttpTransport};
 use pulsing::{
-    async_trait, ActorName, InboundHandler, Message, NodeId, PulsingError, SystemStats, Transport,
+    async_trait, ActorName, InboundHandler, Message, NodeId, PendingReply, PulsingError,
+    SystemStats, Transport,
 };
 
 const MSGPACK: (&str, &str) = ("content-type", "application/msgpack");
@@ -414,6 +415,14 @@ impl InboundHandler for GossipRecorder {
         Err(PulsingError::NotFound(name.into()))
     }
     async fn tell(&self, name: &str, _: Message) -> Result<(), PulsingError> {
+        Err(PulsingError::NotFound(name.into()))
+    }
+    async fn ask_queued(
+        &self,
+        name: &str,
+        _: Message,
+        _: Option<Duration>,
+    ) -> Result<PendingReply, PulsingError> {
         Err(PulsingError::NotFound(name.into()))
     }
     async fn gossip(&self, from: Option<SocketAddr>, packet: Bytes) -> Result<Bytes, PulsingError> {

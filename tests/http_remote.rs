@@ -88,11 +88,25 @@ async fn remote_errors_keep_their_kind() {
             .await
             .unwrap_err();
         assert!(e.is_not_found(), "private actors are not reachable: {e}");
-        let e = at("secret")
+        // A tell is pipelined: it returns once queued on the link, and the serving node, which
+        // cannot deliver it, counts a dead letter of the kind it would have answered.
+        at("secret")
             .tell(Message::single("ping", ""))
             .await
-            .unwrap_err();
-        assert!(e.is_not_found(), "{e}");
+            .unwrap();
+        let not_found_dead_letters = || {
+            node.system
+                .stats()
+                .dead_letters
+                .iter()
+                .find(|(k, _)| *k == ErrorKind::NotFound)
+                .map_or(0, |(_, n)| *n)
+        };
+        let waited = Instant::now();
+        while not_found_dead_letters() == 0 && waited.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(not_found_dead_letters(), 1);
 
         let e = at("echo")
             .ask(Message::single("fail", ""))
@@ -130,17 +144,24 @@ async fn remote_errors_keep_their_kind() {
         assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
         assert_eq!(e.delivery(), Delivery::MaybeDelivered, "{e:?}");
 
-        // Overloaded: `small` holds one handler and one queued message.
+        // Overloaded: `small` holds one handler and one queued message. Pipelined tells beyond
+        // that are dead letters on the serving node (after its 100 ms mailbox wait each); an ask
+        // behind them reports the full mailbox to its caller.
         let small = at("small");
-        let mut last = Ok(());
         for _ in 0..5 {
-            last = small.tell(Message::single("hold", "")).await;
-            if last.is_err() {
-                break;
-            }
+            small.tell(Message::single("hold", "")).await.unwrap();
         }
-        let e = last.unwrap_err();
+        let e = small.ask(Message::single("hold", "")).await.unwrap_err();
         assert!(e.is_mailbox_full(), "{e}");
+        assert_eq!(e.delivery(), Delivery::NotDelivered, "{e:?}");
+        let overloaded = node
+            .system
+            .stats()
+            .dead_letters
+            .iter()
+            .find(|(k, _)| *k == ErrorKind::Overloaded)
+            .map_or(0, |(_, n)| *n);
+        assert_eq!(overloaded, 3, "tells 3 to 5 found the mailbox full");
         node.gate.add_permits(100);
 
         me.shutdown().await;
@@ -174,7 +195,8 @@ async fn a_refused_connection_is_unreachable_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_peer_fails_by_the_ask_timeout() {
+async fn a_peer_that_accepts_but_never_answers_fails_asks_by_their_timeout_and_tells_as_unreachable(
+) {
     bounded(async {
         // Accepts connections (the kernel completes the handshake) and never answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -189,8 +211,17 @@ async fn a_silent_peer_fails_by_the_ask_timeout() {
         let r = me.remote_ref(addr, "echo").unwrap();
         let e = r.ask(Message::single("ping", "")).await.unwrap_err();
         assert!(e.is_timeout(), "{e}");
+        // A tell waits for the link to open (the peer's hello) at most the mailbox wait bound
+        // (100 ms here), and never longer than the connect timeout.
+        let started = Instant::now();
         let e = r.tell(Message::single("ping", "")).await.unwrap_err();
-        assert!(e.is_timeout(), "{e}");
+        assert!(e.is_unreachable(), "{e}");
+        assert_eq!(e.delivery(), Delivery::NotDelivered, "{e:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         me.shutdown().await;
         held.abort();
     })

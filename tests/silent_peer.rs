@@ -81,6 +81,7 @@ async fn burn(to: ActorRef, ms: u64) -> (Result<Message, PulsingError>, Instant)
 fn assert_unreachable(
     what: &str,
     r: &Result<Message, PulsingError>,
+    delivery: Delivery,
     took: Duration,
     within: Duration,
 ) {
@@ -89,12 +90,7 @@ fn assert_unreachable(
         err.is_unreachable(),
         "{what}: a typed unreachable error: {err:?}"
     );
-    // The request was handed over before the peer went silent.
-    assert_eq!(
-        err.delivery(),
-        Delivery::MaybeDelivered,
-        "{what}: may have been delivered: {err:?}"
-    );
+    assert_eq!(err.delivery(), delivery, "{what}: {err:?}");
     assert!(
         took < within,
         "{what}: failed after {took:?}, not within {within:?}: {err}"
@@ -141,20 +137,24 @@ fn calls_to_a_stopped_process_fail_by_the_keep_alive_and_work_again_after_it_res
 
         let (r, ended) = in_flight.await.expect("the in-flight ask's task");
         let in_flight_took = ended - stop;
-        assert_unreachable("in-flight ask", &r, in_flight_took, FAIL_WITHIN);
+        // The request was handed over before the peer went silent.
+        let maybe = Delivery::MaybeDelivered;
+        assert_unreachable("in-flight ask", &r, maybe, in_flight_took, FAIL_WITHIN);
         eprintln!(
             "SIGSTOP: in-flight ask failed {in_flight_took:?} after the stop: {}",
             r.unwrap_err()
         );
-        assert_unreachable("ask after the stop", &after, after_took, FAIL_WITHIN);
+        assert_unreachable("ask after the stop", &after, maybe, after_took, FAIL_WITHIN);
         eprintln!("SIGSTOP: ask sent 100 ms after the stop failed in {after_took:?}");
 
-        // (b') sent once the old connections are gone: a fresh connection to the stopped process
-        // (the kernel still accepts it) fails by its own keep-alive.
+        // (b') sent once the old link is gone: a fresh connection to the stopped process (the
+        // kernel still accepts it) never gets the link's hello, so nothing was sent; it fails by
+        // the keep-alive timeout.
         let sent = Instant::now();
         let fresh = echo(&to, "on a fresh connection").await;
         let fresh_took = sent.elapsed();
-        assert_unreachable("ask on a fresh connection", &fresh, fresh_took, FAIL_WITHIN);
+        let not = Delivery::NotDelivered;
+        assert_unreachable("ask on a fresh link", &fresh, not, fresh_took, FAIL_WITHIN);
         eprintln!("SIGSTOP: ask on a fresh connection failed in {fresh_took:?}");
 
         // (c) resumed: the same ref answers again, over a new connection, without a restart.
@@ -196,6 +196,7 @@ fn a_member_declared_down_fails_the_calls_in_flight_to_it() {
         assert_unreachable(
             "in-flight ask to a member declared down",
             &r,
+            Delivery::MaybeDelivered,
             took,
             DOWN_WITHIN,
         );
@@ -245,11 +246,12 @@ fn a_listener_that_never_answers_fails_the_call_by_the_keep_alive() {
         let start = Instant::now();
         let r = echo(&to, "hello?").await;
         let took = start.elapsed();
-        // The first PING goes with the handshake: the timeout (at most interval + timeout), plus
-        // slack for a loaded machine; far below the 30 s ask timeout.
+        // The link's hello is awaited as a PING's answer is: within the keep-alive timeout, plus
+        // slack for a loaded machine; far below the 30 s ask timeout. Nothing was sent.
         assert_unreachable(
             "ask to a mute listener",
             &r,
+            Delivery::NotDelivered,
             took,
             interval + timeout + Duration::from_secs(1),
         );

@@ -1,4 +1,5 @@
-//! The `remote` scenarios of the bench: two systems in one process over the HTTP transport.
+//! The `remote` scenarios of the bench: two systems over the HTTP transport (in one process, or in
+//! two with `--runtime process`), and the `tcp_floor` they are measured against.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use pulsing::http::{HttpConfig, HttpTransport};
 use pulsing::{ActorRef, ActorSystem, Message, MessageStream, SpawnOptions};
 
-use super::{percentile, tell_and_count, Echo, Sink};
+use super::{floor, percentile, Echo, Sink};
 
 /// The `--runtime` of this run, printed in every JSON line.
 static RUNTIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -18,6 +19,28 @@ fn rt_name() -> &'static str {
 
 /// Asks in flight for `remote_ask_concurrent`.
 const IN_FLIGHT: usize = 64;
+
+/// Operations per round of the interleaved `tcp_floor` and `remote_ask` (see [`sequential`]).
+const ROUND: usize = 1000;
+
+/// `remote_tell` stops early if, this long after its first tell, fewer than [`TELL_MIN_RATE`] per
+/// second were sent: the whole scenario stays well under a minute on a slow transport.
+const TELL_EARLY_CHECK: Duration = Duration::from_secs(2);
+
+/// See [`TELL_EARLY_CHECK`].
+const TELL_MIN_RATE: f64 = 100_000.0;
+
+/// Failed tells printed to standard error, with their kind; the rest are only counted by kind.
+const TELL_ERRORS_SHOWN: usize = 5;
+
+/// What the server side of a run serves.
+#[derive(Clone, Copy)]
+struct Served {
+    /// The HTTP transport of the server node.
+    http: SocketAddr,
+    /// The plain TCP echo of [`floor::serve`], on the server node's runtime.
+    floor: SocketAddr,
+}
 
 /// Replies to `stream` with a stream of `n` items (payload: `n` as decimal text).
 struct Streamer;
@@ -62,10 +85,11 @@ async fn node() -> ActorSystem {
         .expect("system with the HTTP transport")
 }
 
-fn report(scenario: &str, ops: usize, total: Duration, lat: &mut [Duration]) {
+/// Prints one latency line; `extra` (`,"key":value...` or empty) is appended to its fields.
+fn report(scenario: &str, ops: usize, total: Duration, lat: &mut [Duration], extra: &str) {
     lat.sort_unstable();
     println!(
-        "{{\"scenario\":\"{scenario}\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{ops},\"ops_per_s\":{:.0},\"p50_us\":{:.3},\"p99_us\":{:.3}}}",
+        "{{\"scenario\":\"{scenario}\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{ops},\"ops_per_s\":{:.0},\"p50_us\":{:.3},\"p99_us\":{:.3}{extra}}}",
         ops as f64 / total.as_secs_f64(),
         percentile(lat, 0.50),
         percentile(lat, 0.99),
@@ -73,27 +97,82 @@ fn report(scenario: &str, ops: usize, total: Duration, lat: &mut [Duration]) {
     );
 }
 
-async fn ask_sequential(echo: &ActorRef, ops: usize) {
-    let warmup = ops / 10;
-    let payload = bytes::Bytes::from_static(b"ping");
-    let mut lat = Vec::with_capacity(ops);
-    let mut start = Instant::now();
-    for i in 0..ops + warmup {
-        if i == warmup {
-            start = Instant::now();
-        }
-        let t = Instant::now();
-        let reply = echo
-            .ask(Message::single("ping", payload.clone()))
-            .await
-            .expect("remote ask");
-        let d = t.elapsed();
-        std::hint::black_box(reply);
-        if i >= warmup {
-            lat.push(d);
+/// The latencies of one sequential scenario; its first `ops / 10` operations are a warm-up, not kept.
+struct Sequential {
+    warmup: usize,
+    left: usize,
+    lat: Vec<Duration>,
+}
+
+impl Sequential {
+    /// `ops` measured operations.
+    fn new(ops: usize) -> Sequential {
+        Sequential {
+            warmup: ops / 10,
+            left: ops + ops / 10,
+            lat: Vec::with_capacity(ops),
         }
     }
-    report("remote_ask", ops, start.elapsed(), &mut lat);
+
+    fn push(&mut self, d: Duration) {
+        self.left -= 1;
+        match self.warmup.checked_sub(1) {
+            Some(w) => self.warmup = w,
+            None => self.lat.push(d),
+        }
+    }
+
+    fn p50(&mut self) -> f64 {
+        self.lat.sort_unstable();
+        percentile(&self.lat, 0.50)
+    }
+
+    /// Prints the line, with ops/s over the sum of the kept latencies (one operation at a time).
+    fn report(mut self, scenario: &str, extra: &str) {
+        let total = self.lat.iter().sum();
+        report(scenario, self.lat.len(), total, &mut self.lat, extra);
+    }
+}
+
+/// `tcp_floor` and, if `ask`, `remote_ask` (`ops` each), interleaved in rounds of [`ROUND`]
+/// operations so that both meet the same conditions: on a small machine a ping-pong's latency depends
+/// on whether the scheduler put its two ends on one core or on two, and that changes from one second
+/// to the next. Both time each operation alike; `remote_ask` also prints `vs_tcp_floor`, its p50 over
+/// the floor's.
+async fn sequential(echo: &ActorRef, floor_at: SocketAddr, ops: usize, ask: bool) {
+    let mut client = floor::Client::connect(floor_at).await;
+    let (mut f, mut a) = (
+        Sequential::new(ops),
+        Sequential::new(if ask { ops } else { 0 }),
+    );
+    let payload = bytes::Bytes::from_static(b"ping");
+    while f.left + a.left > 0 {
+        for _ in 0..ROUND.min(f.left) {
+            f.push(client.round_trip().await);
+        }
+        for _ in 0..ROUND.min(a.left) {
+            let t = Instant::now();
+            let reply = echo
+                .ask(Message::single("ping", payload.clone()))
+                .await
+                .expect("remote ask");
+            let d = t.elapsed();
+            std::hint::black_box(reply);
+            a.push(d);
+        }
+    }
+    let floor_p50 = f.p50();
+    let frames = floor::frames();
+    let extra = format!(
+        ",\"request_bytes\":{},\"reply_bytes\":{}",
+        frames.request.len(),
+        frames.reply.len()
+    );
+    f.report("tcp_floor", &extra);
+    if ask {
+        let extra = format!(",\"vs_tcp_floor\":{:.2}", a.p50() / floor_p50);
+        a.report("remote_ask", &extra);
+    }
 }
 
 async fn ask_concurrent(echo: &ActorRef, ops: usize) {
@@ -139,16 +218,87 @@ async fn ask_concurrent(echo: &ActorRef, ops: usize) {
     for t in tasks {
         lat.extend(t.await.expect("ask task"));
     }
-    report("remote_ask_concurrent", ops, start.elapsed(), &mut lat);
+    report("remote_ask_concurrent", ops, start.elapsed(), &mut lat, "");
 }
 
+/// The count of messages the [`Sink`] has handled, asked after every tell this sender made before.
+async fn sink_count(sink: &ActorRef) -> u64 {
+    let reply = sink
+        .ask(Message::single("count", bytes::Bytes::new()))
+        .await
+        .expect("count");
+    std::str::from_utf8(reply.payload().expect("single"))
+        .expect("utf8")
+        .parse()
+        .expect("count")
+}
+
+/// `remote_tell`: one sender tells `ops` 32-byte events to the [`Sink`] one after another (each
+/// `tell` awaited, none waits for the handler), stopping early below [`TELL_MIN_RATE`]; then asks
+/// for the count. The time runs from the first tell to the count that shows the last one handled.
+/// `lost` is the sent tells the sink did not handle, and at least the tells that returned an error.
 async fn tell(sink: &ActorRef, ops: usize) {
-    let elapsed = tell_and_count(sink, ops).await;
+    let before = sink_count(sink).await;
+    let payload = bytes::Bytes::from_static(b"0123456789abcdef0123456789abcdef");
+    let mut errors = std::collections::BTreeMap::<&'static str, u64>::new();
+    let (mut sent, mut failed, mut stopped_early, mut checked) = (0u64, 0u64, false, false);
+    let start = Instant::now();
+    while sent < ops as u64 {
+        let result = sink.tell(Message::single("event", payload.clone())).await;
+        sent += 1;
+        if let Err(e) = result {
+            failed += 1;
+            if failed <= TELL_ERRORS_SHOWN as u64 {
+                eprintln!("remote_tell: tell {sent} failed ({}): {e}", e.kind());
+            }
+            *errors.entry(e.kind().as_str()).or_default() += 1;
+        }
+        if !checked && sent % 1024 == 0 && start.elapsed() >= TELL_EARLY_CHECK {
+            checked = true;
+            if (sent as f64) / start.elapsed().as_secs_f64() < TELL_MIN_RATE {
+                stopped_early = true;
+                break;
+            }
+        }
+    }
+    let handled = handled_since(sink, before, sent).await;
+    let elapsed = start.elapsed();
+    if failed > 0 {
+        eprintln!("remote_tell: {failed} tells failed, by kind: {errors:?}");
+    }
+    let lost = sent.saturating_sub(handled).max(failed);
     println!(
-        "{{\"scenario\":\"remote_tell\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{ops},\"ops_per_s\":{:.0}}}",
-        ops as f64 / elapsed.as_secs_f64(),
+        "{{\"scenario\":\"remote_tell\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{sent},\"ops_per_s\":{:.0},\"handled\":{handled},\"errors\":{failed},\"lost\":{lost},\"stopped_early\":{stopped_early}}}",
+        sent as f64 / elapsed.as_secs_f64(),
         rt = rt_name(),
     );
+}
+
+/// How many messages the sink handled since its count was `before`, once `sent` should all be in.
+///
+/// One count ask suffices when the transport keeps one sender's tells and asks in order (then the
+/// count is answered after every tell before it). If the count is short, asks again every 20 ms
+/// until it stops growing for 200 ms (at most 5 s), and says so on standard error: a count that
+/// catches up later means the ask overtook tells; one that never does means tells were lost.
+async fn handled_since(sink: &ActorRef, before: u64, sent: u64) -> u64 {
+    let mut handled = sink_count(sink).await - before;
+    if handled >= sent {
+        return handled;
+    }
+    let first = handled;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut unchanged = 0;
+    while handled < sent && unchanged < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = sink_count(sink).await - before;
+        unchanged = if now == handled { unchanged + 1 } else { 0 };
+        handled = now;
+    }
+    eprintln!(
+        "remote_tell: the count ask answered {first} of {sent} handled; \
+         {handled} after asking again"
+    );
+    handled
 }
 
 async fn stream(streamer: &ActorRef, items: usize) {
@@ -171,7 +321,8 @@ async fn stream(streamer: &ActorRef, items: usize) {
     );
 }
 
-async fn spawn_server_actors(server: &ActorSystem) {
+/// Spawns the server's actors and starts the [`floor`] echo on the current runtime.
+async fn serve(server: &ActorSystem) -> Served {
     let public = SpawnOptions::new().public(true);
     server
         .spawn_with(Echo, "echo", public.clone())
@@ -185,21 +336,26 @@ async fn spawn_server_actors(server: &ActorSystem) {
         .spawn_with(Streamer, "streamer", public)
         .await
         .expect("spawn streamer");
+    Served {
+        http: server.addr().expect("server serves"),
+        floor: floor::serve().await,
+    }
 }
 
-async fn run_client(client: &ActorSystem, addr: SocketAddr, which: &str, ops: usize) {
-    let at = |name| Arc::new(client.remote_ref(addr, name).expect("valid name"));
+async fn run_client(client: &ActorSystem, served: Served, which: &str, ops: usize) {
+    let at = |name| Arc::new(client.remote_ref(served.http, name).expect("valid name"));
     let (echo, sink, streamer) = (at("echo"), at("sink"), at("streamer"));
     let pick = |default: usize| if ops == 0 { default } else { ops };
     let all = which == "remote";
-    if all || which == "remote_ask" {
-        ask_sequential(&echo, pick(50_000)).await;
+    let ask = all || which == "remote_ask";
+    if ask || which == "tcp_floor" {
+        sequential(&echo, served.floor, pick(50_000), ask).await;
     }
     if all || which == "remote_ask_concurrent" {
         ask_concurrent(&echo, pick(300_000)).await;
     }
     if all || which == "remote_tell" {
-        tell(&sink, pick(50_000)).await;
+        tell(&sink, pick(1_000_000)).await;
     }
     if all || which == "remote_stream" {
         stream(&streamer, pick(500_000)).await;
@@ -218,7 +374,9 @@ fn runtime(kind: &str) -> tokio::runtime::Runtime {
     .expect("tokio runtime")
 }
 
-/// Runs `which` (`remote` for all four) with `ops` operations (0: the defaults).
+/// Runs `which` (`remote` for all: `tcp_floor`, `remote_ask`, `remote_ask_concurrent`,
+/// `remote_tell`, `remote_stream`; `remote_ask` runs `tcp_floor` first) with `ops` operations (0:
+/// the defaults).
 ///
 /// `runtime`: `split` (default) gives each system its own single-threaded Tokio runtime on its own OS
 /// thread, as two nodes on two cores would run; `multi` and `current` run both systems on one shared
@@ -235,10 +393,9 @@ pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
         runtime(runtime_kind).block_on(async {
             let server = node().await;
             let client = node().await;
-            spawn_server_actors(&server).await;
-            let addr = server.addr().expect("server serves");
+            let served = serve(&server).await;
             let (c, w) = (client.clone(), which.to_owned());
-            tokio::spawn(async move { run_client(&c, addr, &w, ops).await })
+            tokio::spawn(async move { run_client(&c, served, &w, ops).await })
                 .await
                 .expect("bench task");
             client.shutdown().await;
@@ -251,18 +408,17 @@ pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
     let server = std::thread::spawn(move || {
         runtime("current").block_on(async {
             let server = node().await;
-            spawn_server_actors(&server).await;
             addr_tx
-                .send(server.addr().expect("server serves"))
+                .send(serve(&server).await)
                 .expect("bench main thread waits");
             let _ = stop_rx.await;
             server.shutdown().await;
         });
     });
-    let addr = addr_rx.recv().expect("server started");
+    let served = addr_rx.recv().expect("server started");
     runtime("current").block_on(async {
         let client = node().await;
-        run_client(&client, addr, which, ops).await;
+        run_client(&client, served, which, ops).await;
         client.shutdown().await;
     });
     let _ = stop_tx.send(());
@@ -270,12 +426,14 @@ pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
 }
 
 /// The server half of `--runtime process`: a node on a multi-thread runtime, in its own OS process;
-/// prints its address, serves until standard input closes.
+/// prints its HTTP address and then its [`floor`] address, one a line; serves until standard input
+/// closes.
 fn serve_process() {
     runtime("multi").block_on(async {
         let server = node().await;
-        spawn_server_actors(&server).await;
-        println!("{}", server.addr().expect("server serves"));
+        let served = serve(&server).await;
+        println!("{}", served.http);
+        println!("{}", served.floor);
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             while std::io::stdin()
@@ -306,15 +464,20 @@ fn client_process(which: &str, ops: usize) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the server process");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .expect("server address");
-    let addr: SocketAddr = line.trim().parse().expect("server prints its address");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut addr = || -> SocketAddr {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("server address");
+        line.trim().parse().expect("server prints its addresses")
+    };
+    let served = Served {
+        http: addr(),
+        floor: addr(),
+    };
     runtime("multi").block_on(async {
         let client = node().await;
         let (c, w) = (client.clone(), which.to_owned());
-        tokio::spawn(async move { run_client(&c, addr, &w, ops).await })
+        tokio::spawn(async move { run_client(&c, served, &w, ops).await })
             .await
             .expect("bench task");
         client.shutdown().await;

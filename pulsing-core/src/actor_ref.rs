@@ -197,13 +197,9 @@ impl ActorRef {
         let _in_flight = InFlight::enter(&shared.counters.in_flight_asks);
         let result = match &self.inner {
             RefInner::Local(cell) => ask_local(cell, msg, timeout).await,
-            RefInner::Remote(r) => {
-                match tokio::time::timeout(timeout, r.transport.ask(&r.target, msg, timeout)).await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(PulsingError::Timeout(timeout)),
-                }
-            }
+            // The transport owns the deadline (its contract bounds every call by `timeout`): one
+            // timer per remote ask, not one here and another there.
+            RefInner::Remote(r) => r.transport.ask(&r.target, msg, timeout).await,
         };
         if let Err(e) = &result {
             shared.counters.count_error(e);
@@ -231,18 +227,27 @@ impl ActorRef {
     /// Queues `msg` without waiting for it to be handled. Waits for room while the mailbox is full, at
     /// most the system's mailbox wait bound.
     ///
+    /// For a remote actor, `tell` returns once the message is queued on the link to its node (a
+    /// bounded buffer, written in order with the asks on the same link): the remote mailbox has not
+    /// seen it yet. What goes wrong later (the actor does not exist there, its mailbox stays full
+    /// past the bound, the node shuts down, the link breaks before the message was written) is a
+    /// **dead letter**: counted in [`SystemStats::dead_letters`](crate::SystemStats::dead_letters)
+    /// and logged at debug, not reported here.
+    ///
     /// A failure of the handler is not reported to the sender; it is counted in
     /// [`SystemStats::errors`](crate::SystemStats::errors) and logged.
     ///
     /// # Errors
     ///
     /// [`PulsingError::MailboxFull`] or [`PulsingError::Stopped`] (not delivered); for a remote actor,
-    /// also the transport's errors.
+    /// the transport's errors before the message is queued: the node cannot be reached
+    /// ([`PulsingError::NodeUnreachable`], not delivered), the link's buffer stayed full past the
+    /// mailbox wait bound ([`PulsingError::MailboxFull`], not sent), the ref is for an earlier run of
+    /// the node ([`PulsingError::NotFound`]), the message is over the size limit.
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped before it completes, the message was not queued (local) or may or may
-    /// not have been delivered (remote).
+    /// If the future is dropped before it completes, the message was not queued.
     pub async fn tell(&self, msg: Message) -> Result<(), PulsingError> {
         let shared = self.shared();
         let result = match &self.inner {
@@ -255,13 +260,12 @@ impl ActorRef {
                     )
                     .await
             }
+            // A remote tell waits for room on the link at most the mailbox wait bound, as a local
+            // one waits for room in the mailbox; the transport owns that deadline.
             RefInner::Remote(r) => {
-                let timeout = shared.config.ask_timeout;
-                match tokio::time::timeout(timeout, r.transport.tell(&r.target, msg, timeout)).await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(PulsingError::Timeout(timeout)),
-                }
+                r.transport
+                    .tell(&r.target, msg, shared.config.mailbox_wait)
+                    .await
             }
         };
         if let Err(e) = &result {
@@ -298,6 +302,36 @@ async fn ask_local(
     msg: Message,
     timeout: Duration,
 ) -> Result<Message, PulsingError> {
+    let queued = queue_ask(cell, msg, timeout).await?;
+    queued.reply(&cell.name).await
+}
+
+/// An ask queued in a local mailbox: the reply to come and the time left for it.
+pub(crate) struct QueuedAsk {
+    rx: oneshot::Receiver<Result<Message, PulsingError>>,
+    remaining: Duration,
+    timeout: Duration,
+}
+
+impl QueuedAsk {
+    /// Waits for the reply, at most the time left of the ask's timeout.
+    pub(crate) async fn reply(self, name: &ActorName) -> Result<Message, PulsingError> {
+        match tokio::time::timeout(self.remaining, self.rx).await {
+            Ok(Ok(result)) => result,
+            // The actor stopped and dropped the envelope without answering.
+            Ok(Err(_)) => Err(PulsingError::Stopped(name.to_string())),
+            Err(_) => Err(PulsingError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// Queues an ask in `cell`'s mailbox, waiting for room at most the mailbox wait bound (and never
+/// longer than `timeout`).
+pub(crate) async fn queue_ask(
+    cell: &LocalCell,
+    msg: Message,
+    timeout: Duration,
+) -> Result<QueuedAsk, PulsingError> {
     let (tx, rx) = oneshot::channel();
     let env = Envelope {
         msg,
@@ -314,12 +348,11 @@ async fn ask_local(
             timeout.saturating_sub(queued_at.elapsed())
         }
     };
-    match tokio::time::timeout(remaining, rx).await {
-        Ok(Ok(result)) => result,
-        // The actor stopped and dropped the envelope without answering.
-        Ok(Err(_)) => Err(PulsingError::Stopped(cell.name.to_string())),
-        Err(_) => Err(PulsingError::Timeout(timeout)),
-    }
+    Ok(QueuedAsk {
+        rx,
+        remaining,
+        timeout,
+    })
 }
 
 impl fmt::Debug for ActorRef {

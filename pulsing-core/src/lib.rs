@@ -101,7 +101,7 @@ pub use message::{Message, MessageStream, StreamSender, DEFAULT_STREAM_SEND_TIME
 pub use name::{ActorName, MAX_NAME_LEN};
 pub use stats::SystemStats;
 pub use system::{ActorSystem, SpawnOptions};
-pub use transport::{InboundHandler, NoTransport, NodeId, RemoteTarget, Transport};
+pub use transport::{InboundHandler, NoTransport, NodeId, PendingReply, RemoteTarget, Transport};
 pub use visibility::{Visibility, ANONYMOUS_PREFIX};
 pub use wire_ref::{WireRef, REF_EXT_TYPE};
 

@@ -39,7 +39,10 @@ pub(crate) struct Counters {
     pub(crate) expired_asks: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) restarts: AtomicU64,
+    /// Node-to-node links closed because the peer sent bytes that are not the link protocol.
+    pub(crate) bad_links: AtomicU64,
     errors: [AtomicU64; KINDS.len()],
+    dead_letters: [AtomicU64; KINDS.len()],
 }
 
 impl Counters {
@@ -47,13 +50,25 @@ impl Counters {
         self.errors[kind_index(err.kind())].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn errors_by_kind(&self) -> Vec<(ErrorKind, u64)> {
-        KINDS
-            .iter()
-            .zip(&self.errors)
-            .map(|(k, n)| (*k, n.load(Relaxed)))
-            .collect()
+    pub(crate) fn count_dead_letters(&self, err: &PulsingError, count: u64) {
+        self.dead_letters[kind_index(err.kind())].fetch_add(count, Relaxed);
     }
+
+    pub(crate) fn errors_by_kind(&self) -> Vec<(ErrorKind, u64)> {
+        by_kind(&self.errors)
+    }
+
+    pub(crate) fn dead_letters_by_kind(&self) -> Vec<(ErrorKind, u64)> {
+        by_kind(&self.dead_letters)
+    }
+}
+
+fn by_kind(counts: &[AtomicU64; KINDS.len()]) -> Vec<(ErrorKind, u64)> {
+    KINDS
+        .iter()
+        .zip(counts)
+        .map(|(k, n)| (*k, n.load(Relaxed)))
+        .collect()
 }
 
 /// Decrements the in-flight ask count when the ask ends, however it ends (reply, error, timeout, or
@@ -93,6 +108,15 @@ pub struct SystemStats {
     pub restarts: u64,
     /// Errors returned to callers on this node, by wire kind (every kind listed, zeros included).
     pub errors: Vec<(ErrorKind, u64)>,
+    /// Messages lost after their sender was told they were sent, by the kind of failure (every kind
+    /// listed, zeros included): pipelined tells that a peer could not deliver (unknown actor, mailbox
+    /// full past its bound, node shutting down), counted on the node that dropped them, and tells
+    /// queued on a link that broke before they were written, counted on the sending node. See the
+    /// delivery promise in the crate docs.
+    pub dead_letters: Vec<(ErrorKind, u64)>,
+    /// Node-to-node links this node closed because the peer sent something that is not the link
+    /// protocol (a garbage or oversized frame).
+    pub bad_links: u64,
     /// Cluster members known to this node, counted by state (states with no member are left out).
     pub members: Vec<(MemberState, usize)>,
 }

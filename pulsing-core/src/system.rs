@@ -693,6 +693,8 @@ impl ActorSystem {
             panics: c.panics.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
             errors: c.errors_by_kind(),
+            dead_letters: c.dead_letters_by_kind(),
+            bad_links: c.bad_links.load(Ordering::Relaxed),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! transport calls when a message arrives. [`NoTransport`] is the standalone implementation.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,6 +153,10 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
+/// The reply to an ask already queued in the actor's mailbox ([`InboundHandler::ask_queued`]).
+pub type PendingReply =
+    Pin<Box<dyn Future<Output = Result<Message, PulsingError>> + Send + 'static>>;
+
 /// What a transport calls for inbound traffic. The actor system implements it.
 ///
 /// Only **public** and **anonymous** actors are reachable through it (see
@@ -172,6 +178,35 @@ pub trait InboundHandler: Send + Sync + 'static {
 
     /// Queues `msg` in the public or anonymous actor `name`'s mailbox (waiting for room with the system's bound).
     async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError>;
+
+    /// Queues `msg` for the public or anonymous actor `name` as an ask (waiting for room with the
+    /// system's bound) and returns, once it is queued, the reply to come, bounded by `timeout` (or
+    /// the system's ask timeout if `None`).
+    ///
+    /// What an ordered link needs: a transport that serves messages from one connection in order
+    /// awaits this for each ask before it takes the next message, so a tell after an ask is queued
+    /// after it, and waits for the reply elsewhere. Dropping the returned future abandons the ask (a
+    /// mailbox that has not reached it skips it).
+    async fn ask_queued(
+        &self,
+        name: &str,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<PendingReply, PulsingError>;
+
+    /// Records `count` dead letters: messages to `to` (an actor name, or a node address when the
+    /// link to it broke) whose sender had already been told they were sent (pipelined tells) and
+    /// that cannot be delivered, because of `err`. Counted by kind in
+    /// [`SystemStats::dead_letters`], logged at debug. The default only logs.
+    fn dead_letter(&self, to: &str, count: u64, err: &PulsingError) {
+        tracing::debug!(actor = to, count, error = %err, "dead letters");
+    }
+
+    /// Records that a node-to-node link from `peer` was closed because it carried something that
+    /// is not the link protocol (`why`). Counted in [`SystemStats::bad_links`]. The default only logs.
+    fn bad_link(&self, peer: SocketAddr, why: &str) {
+        tracing::debug!(%peer, why, "closed a bad link");
+    }
 
     /// Hands a membership packet to the cluster layer and returns its answer.
     async fn gossip(&self, from: Option<SocketAddr>, packet: Bytes) -> Result<Bytes, PulsingError>;

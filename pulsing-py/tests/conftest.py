@@ -155,3 +155,14 @@ async def eventually(probe: Any, *, equals: Any = _TRUTHY, within: float = 5.0) 
         wanted = "something truthy" if equals is _TRUTHY else repr(equals)
         assert loop.time() < deadline, f"still {got!r} after {within}s, expected {wanted}"
         await asyncio.sleep(0.02)
+
+
+# -- the partition test's skips, said in the summary (test_partition.py) -----------------------
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Says why the partition test was skipped, also under ``-q`` (``make py-test``): it runs only
+    where the machine allows network namespaces (Linux, root, ``ip``)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        if "test_partition.py" in report.nodeid and isinstance(report.longrepr, tuple):
+            terminalreporter.write_line(f"SKIPPED {report.nodeid}: {report.longrepr[2]}")

@@ -36,19 +36,16 @@ use h2::{Ping, PingPong, RecvStream};
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use pulsing_core::{Delivery, Message, MessageStream, PulsingError, RemoteTarget, StreamSender};
+use pulsing_core::{Delivery, PulsingError};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Collected;
-use crate::codec::{self, Encoded, FrameDecoder, Reply, StreamFrame};
+use crate::codec::{self, Encoded, Reply};
 use crate::config::HttpConfig;
-use crate::protocol::{self, Mode};
+use crate::protocol;
 use crate::server::{CONNECTION_WINDOW, STREAM_WINDOW};
-
-/// Items buffered between the task reading a streamed reply and its consumer.
-const STREAM_BUFFER: usize = 32;
 
 /// Largest DATA chunk handed to h2 at once (h2 refuses a single chunk over 2^31 - 1 bytes).
 const MAX_CHUNK: usize = 16 * 1024 * 1024;
@@ -61,7 +58,7 @@ const MAX_CHUNK: usize = 16 * 1024 * 1024;
 /// which cost two extra wake-ups and a second write per request).
 pub(crate) struct Client {
     config: HttpConfig,
-    peers: Mutex<HashMap<SocketAddr, Arc<Peer>>>,
+    peers: Arc<Mutex<HashMap<SocketAddr, Arc<Peer>>>>,
     shutdown: CancellationToken,
 }
 
@@ -197,8 +194,11 @@ impl Outgoing {
     /// window does not yet allow, and the connection task writes HEADERS and DATA in one go.
     ///
     /// An `Err` means the request was not queued (the connection was found closed): nothing left.
-    fn start(&self, conn: &Conn, authority: &Authority) -> Result<Started, h2::Error> {
-        let mut send = conn.send.clone();
+    fn start(
+        &self,
+        mut send: SendRequest<Bytes>,
+        authority: &Authority,
+    ) -> Result<Started, h2::Error> {
         let mut left = self.body.len();
         let (response, mut stream) = send.send_request(self.head(authority), left == 0)?;
         for chunk in [&self.body.head, &self.body.payload] {
@@ -244,7 +244,7 @@ impl Budget {
 }
 
 /// `addr` unreachable before the request was handed to a connection: nothing was sent.
-fn not_sent(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
+pub(crate) fn not_sent(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
     PulsingError::NodeUnreachable {
         addr: addr.to_string(),
         reason: reason.into(),
@@ -253,7 +253,7 @@ fn not_sent(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
 }
 
 /// `addr` unreachable after the request was handed to a connection: it may have been delivered.
-fn maybe_delivered(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
+pub(crate) fn maybe_delivered(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
     PulsingError::NodeUnreachable {
         addr: addr.to_string(),
         reason: reason.into(),
@@ -265,9 +265,14 @@ impl Client {
     pub(crate) fn new(config: HttpConfig, shutdown: CancellationToken) -> Client {
         Client {
             config,
-            peers: Mutex::default(),
+            peers: Arc::default(),
             shutdown,
         }
+    }
+
+    /// Peer addresses with pooled connections.
+    pub(crate) fn pooled(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Drops every pooled connection (their tasks end with the shutdown token).
@@ -340,8 +345,9 @@ impl Client {
                     .push(c.clone());
                 Ok(c)
             }
-            // An extra connection failed but one still works: use it.
-            Err(e) => pick.ok_or(e),
+            // An extra connection failed but one still works: use it (not one that closed
+            // meanwhile: that would cost the call a second connect).
+            Err(e) => pick.filter(|c| !c.is_closed()).ok_or(e),
         }
     }
 
@@ -386,6 +392,7 @@ impl Client {
             self.config.keepalive_timeout,
         );
         let task_state = state.clone();
+        let peers = Arc::downgrade(&self.peers);
         tokio::spawn(async move {
             let state = task_state;
             tokio::select! {
@@ -401,8 +408,30 @@ impl Client {
             state.closed.store(true, Ordering::Relaxed);
             // Dropping the connection fails every stream on it (after `reason` was set).
             drop(conn);
+            // A peer with no live connection leaves the pool (the next call makes a new entry).
+            if let Some(peers) = peers.upgrade() {
+                let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
+                if peers.get(&addr).is_some_and(|p| p.pick().0 == 0) {
+                    peers.remove(&addr);
+                }
+            }
         });
         Ok(Conn { send, state })
+    }
+
+    /// Waits (by the call's deadline) until the connection can take one more stream within the
+    /// peer's concurrency limit, so no request queues unbounded inside h2.
+    async fn ready(
+        &self,
+        conn: &Conn,
+        addr: SocketAddr,
+        budget: Budget,
+    ) -> Result<SendRequest<Bytes>, PulsingError> {
+        match tokio::time::timeout_at(budget.deadline, conn.send.clone().ready()).await {
+            Ok(Ok(send)) => Ok(send),
+            Ok(Err(e)) => Err(not_sent(addr, e.to_string())),
+            Err(_) => Err(budget.expired()),
+        }
     }
 
     /// Sends `req` (resending once only if the connection refused it unsent) and waits for the
@@ -415,13 +444,19 @@ impl Client {
     ) -> Result<(Response<RecvStream>, Arc<ConnState>), PulsingError> {
         let peer = self.peer(addr);
         let mut conn = self.conn(&peer, addr, budget).await?;
-        let started = match req.start(&conn, &peer.authority) {
-            Ok(s) => s,
-            Err(_) => {
+        let started = match self
+            .ready(&conn, addr, budget)
+            .await
+            .map(|send| req.start(send, &peer.authority))
+        {
+            Ok(Ok(s)) => s,
+            Err(e @ PulsingError::Timeout(_)) => return Err(e),
+            Ok(Err(_)) | Err(_) => {
                 // Found closed before the request was queued: one more try on a fresh connection.
                 conn.state.closed.store(true, Ordering::Relaxed);
                 conn = self.conn(&peer, addr, budget).await?;
-                req.start(&conn, &peer.authority).map_err(|e| {
+                let send = self.ready(&conn, addr, budget).await?;
+                req.start(send, &peer.authority).map_err(|e| {
                     conn.state.closed.store(true, Ordering::Relaxed);
                     not_sent(addr, e.to_string())
                 })?
@@ -435,98 +470,6 @@ impl Client {
             },
             Started::Broken(e) => Err(state.lost(addr, "connection lost", &e)),
         }
-    }
-
-    fn actor_request(
-        &self,
-        target: &RemoteTarget,
-        msg: Message,
-        mode: Mode,
-        budget: Budget,
-    ) -> Result<Outgoing, PulsingError> {
-        let (msg_type, payload) = msg.into_single().map_err(|_| {
-            PulsingError::BadMessage(
-                "a streamed request cannot be sent over HTTP; send single messages".into(),
-            )
-        })?;
-        let path = format!("{}{}", protocol::ACTOR_PREFIX, target.name);
-        let body = codec::encode_envelope(&msg_type, &payload);
-        let mut req = Outgoing::new(&path, protocol::MSGPACK, body)?;
-        let headers = &mut req.headers;
-        let remaining = budget.deadline.saturating_duration_since(Instant::now());
-        if let Ok(v) = HeaderValue::from_str(&protocol::timeout_header(remaining)) {
-            headers.insert(protocol::HEADER_TIMEOUT_MS, v);
-        }
-        if mode == Mode::Tell {
-            headers.insert(protocol::HEADER_MODE, HeaderValue::from_static("tell"));
-        }
-        if let Some(node) = target.node {
-            if let Ok(v) = HeaderValue::from_str(&node.to_string()) {
-                headers.insert(protocol::HEADER_NODE, v);
-            }
-        }
-        Ok(req)
-    }
-
-    /// `POST /actor/{name}` and the reply.
-    pub(crate) async fn ask(
-        &self,
-        target: &RemoteTarget,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<Message, PulsingError> {
-        let budget = Budget::new(timeout);
-        let call = async {
-            let req = self.actor_request(target, msg, Mode::Ask, budget)?;
-            let (resp, conn) = self.send(target.addr, &req, budget).await?;
-            let is_stream = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes() == protocol::STREAM.as_bytes());
-            if resp.status() == StatusCode::OK && is_stream {
-                return Ok(Message::stream(self.read_stream(resp, target.addr, conn)));
-            }
-            let status = resp.status();
-            let body = self.read_body(resp, target.addr, &conn).await?;
-            match codec::decode_reply(&body) {
-                Ok(Reply::Result(env)) if status == StatusCode::OK => {
-                    Ok(Message::single(env.msg_type, env.payload))
-                }
-                Ok(Reply::Error(e)) => Err(e.into_error()),
-                Ok(Reply::Result(_)) => Err(protocol::error_from_status(status, "")),
-                Err(e) if status == StatusCode::OK => Err(PulsingError::BadMessage(format!(
-                    "undecodable reply from {}: {e}",
-                    target.addr
-                ))),
-                Err(_) => Err(protocol::error_from_status(status, "")),
-            }
-        };
-        tokio::time::timeout_at(budget.deadline, call)
-            .await
-            .unwrap_or_else(|_| Err(budget.expired()))
-    }
-
-    /// `POST /actor/{name}` with `x-pulsing-mode: tell`.
-    pub(crate) async fn tell(
-        &self,
-        target: &RemoteTarget,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<(), PulsingError> {
-        let budget = Budget::new(timeout);
-        let call = async {
-            let req = self.actor_request(target, msg, Mode::Tell, budget)?;
-            let (resp, conn) = self.send(target.addr, &req, budget).await?;
-            let status = resp.status();
-            if status == StatusCode::ACCEPTED {
-                return Ok(());
-            }
-            let body = self.read_body(resp, target.addr, &conn).await?;
-            Err(error_body(status, &body))
-        };
-        tokio::time::timeout_at(budget.deadline, call)
-            .await
-            .unwrap_or_else(|_| Err(budget.expired()))
     }
 
     /// `POST /cluster/gossip`.
@@ -594,84 +537,6 @@ impl Client {
             collected.push(chunk, max).map_err(|_| too_large())?;
         }
         Ok(collected.finish())
-    }
-
-    /// A stream fed by a task that reads the reply's frames.
-    fn read_stream(
-        &self,
-        resp: Response<RecvStream>,
-        addr: SocketAddr,
-        conn: Arc<ConnState>,
-    ) -> MessageStream {
-        let (tx, stream) = MessageStream::channel(STREAM_BUFFER);
-        let max = self.config.max_message_size;
-        tokio::spawn(pump_frames(resp.into_body(), tx, max, addr, conn));
-        stream
-    }
-}
-
-/// Reads frames from `body` into `tx` until the end marker, an error frame, or a broken body. Dropping
-/// `tx` without `end()` makes the consumer see [`PulsingError::StreamTruncated`]; a consumer that went
-/// away stops the task, which drops (and so resets) the HTTP/2 stream.
-async fn pump_frames(
-    mut body: RecvStream,
-    tx: StreamSender,
-    max: usize,
-    addr: SocketAddr,
-    conn: Arc<ConnState>,
-) {
-    let mut decoder = FrameDecoder::new(max);
-    loop {
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(StreamFrame::Item(e))) => {
-                    if tx
-                        .send(Message::single(e.msg_type, e.payload))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(Some(StreamFrame::Error(e))) => {
-                    tx.fail(e.into_error()).await;
-                    return;
-                }
-                Ok(Some(StreamFrame::End)) => {
-                    tx.end().await;
-                    return;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tx.fail(PulsingError::StreamTruncated(format!(
-                        "bad stream frame from {addr}: {e}"
-                    )))
-                    .await;
-                    return;
-                }
-            }
-        }
-        match body.data().await {
-            Some(Ok(data)) => {
-                decoder.push(&data);
-                let _ = body.flow_control().release_capacity(data.len());
-            }
-            Some(Err(e)) => {
-                let why = conn.reason.get().cloned().unwrap_or_else(|| e.to_string());
-                tx.fail(PulsingError::StreamTruncated(format!(
-                    "connection to {addr} lost mid-stream: {why}"
-                )))
-                .await;
-                return;
-            }
-            None => {
-                tx.fail(PulsingError::StreamTruncated(format!(
-                    "the stream from {addr} ended without its end marker"
-                )))
-                .await;
-                return;
-            }
-        }
     }
 }
 

@@ -193,9 +193,25 @@ pub fn encode_result(msg_type: &str, payload: &Bytes) -> Encoded {
     }
 }
 
+/// Writes `"msg_type": .., "payload": ..` with the payload always copied in (a link frame goes into
+/// the link's send buffer whole).
+fn put_envelope_fields_inline(out: &mut Vec<u8>, msg_type: &str, payload: &[u8]) {
+    put_str(out, "msg_type");
+    put_str(out, msg_type);
+    put_str(out, "payload");
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    rmp::encode::write_bin_len(out, len).expect(VEC_WRITE);
+    out.extend_from_slice(payload);
+}
+
 fn put_error(out: &mut Vec<u8>, e: &WireError) {
     put_map(out, 1);
     put_str(out, "error");
+    put_error_map(out, e);
+}
+
+/// Writes the error object `{"kind", "message", "detail"?}`.
+fn put_error_map(out: &mut Vec<u8>, e: &WireError) {
     put_map(out, if e.detail.is_some() { 3 } else { 2 });
     put_str(out, "kind");
     put_str(out, &e.kind);
@@ -623,25 +639,35 @@ impl FrameDecoder {
     /// [`DecodeError`] for a frame over the limit or one that does not decode; the stream is broken
     /// then and the decoder should not be used further.
     pub fn next_frame(&mut self) -> Result<Option<StreamFrame>, DecodeError> {
-        if self.buf.len() < 4 {
-            return Ok(None);
+        match split_frame(&mut self.buf, self.max_frame, "stream frame")? {
+            Some(body) => decode_frame_body(&body).map(Some),
+            None => Ok(None),
         }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        if len > self.max_frame {
-            return Err(DecodeError::new(format!(
-                "stream frame of {len} bytes exceeds the limit of {} bytes",
-                self.max_frame
-            )));
-        }
-        if self.buf.len() < 4 + len {
-            self.buf.reserve(4 + len - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(4);
-        let body = self.buf.split_to(len).freeze();
-        decode_frame_body(&body).map(Some)
     }
 }
+
+/// Takes one length-prefixed frame body (4-byte big-endian length, then the body) off the front of
+/// `buf`, or `Ok(None)` while it is incomplete (reserving room for the rest). A length over `max`
+/// is an error as soon as the prefix is read, before any of the body is buffered.
+fn split_frame(buf: &mut BytesMut, max: usize, what: &str) -> Result<Option<Bytes>, DecodeError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > max {
+        return Err(DecodeError::new(format!(
+            "{what} of {len} bytes exceeds the limit of {max} bytes"
+        )));
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+pub mod link;
 
 #[cfg(test)]
 mod tests;

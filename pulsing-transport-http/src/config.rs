@@ -17,6 +17,11 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Default [`HttpConfig::keepalive_timeout`]: 3 s.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Default [`HttpConfig::link_buffer`]: 1 MiB.
+pub const DEFAULT_LINK_BUFFER: usize = 1024 * 1024;
+/// Default [`HttpConfig::link_idle_timeout`]: 60 s.
+pub const DEFAULT_LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Limits and timeouts of an [`HttpTransport`](crate::HttpTransport), for its server and its client.
 ///
 /// | field | default | applies to |
@@ -25,14 +30,17 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// | [`connect_timeout`](Self::connect_timeout) | 3 s | the client's TCP connect (also bounded by the call's own timeout) |
 /// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | the server: a connection's first request head (and each HTTP/1.1 request head) must arrive within it |
 /// | [`body_read_timeout`](Self::body_read_timeout) | 30 s | the server: a request body must arrive whole within it (then `408`) |
-/// | [`connections_per_peer`](Self::connections_per_peer) | 2 | the client: HTTP/2 connections opened to one peer address; requests are spread over them round-robin |
-/// | [`keepalive_interval`](Self::keepalive_interval) | 1 s | the client: pause between the last PING's answer and the next PING on each connection (`Duration::ZERO`: no keep-alives) |
-/// | [`keepalive_timeout`](Self::keepalive_timeout) | 3 s | the client: a PING unanswered this long ends its connection, failing the calls on it with `NodeUnreachable` |
+/// | [`connections_per_peer`](Self::connections_per_peer) | 2 | the client: HTTP/2 connections opened to one peer address for gossip; requests are spread over them round-robin |
+/// | [`keepalive_interval`](Self::keepalive_interval) | 1 s | the client: pause between the last PING's answer and the next PING on each link and HTTP/2 connection (`Duration::ZERO`: no keep-alives) |
+/// | [`keepalive_timeout`](Self::keepalive_timeout) | 3 s | the client: a PING unanswered this long closes its link or connection, failing the calls on it with `NodeUnreachable` |
+/// | [`link_buffer`](Self::link_buffer) | 1 MiB | the client: unsent bytes queued on the link to one peer; a tell or ask finding it full waits for room (a tell at most the mailbox wait bound, then `MailboxFull`, not sent) |
+/// | [`link_idle_timeout`](Self::link_idle_timeout) | 60 s | the client: a link that carried no call for this long is closed and leaves the pool (`Duration::ZERO`: never) |
 ///
 /// With keep-alives, a peer that stops answering without closing its sockets (a stopped process, a
 /// hung host) fails every call in flight to it within `keepalive_interval + keepalive_timeout`
-/// (4 s by default) instead of by the call's timeout. PINGs are answered by the peer's HTTP/2 layer,
-/// not by actor code, so a peer busy in a handler is not dropped as long as its runtime runs.
+/// (4 s by default) instead of by the call's timeout. PINGs are answered by the peer's transport
+/// (its link reader, its HTTP/2 layer), not by actor code, so a peer busy in a handler is not
+/// dropped as long as its runtime runs.
 ///
 /// # Examples
 ///
@@ -64,6 +72,10 @@ pub struct HttpConfig {
     /// Bound on the answer to a PING; without one in time the connection is dropped and every
     /// call in flight on it fails with `NodeUnreachable` with `Delivery::MaybeDelivered`.
     pub keepalive_timeout: Duration,
+    /// Unsent bytes a link to one peer holds before senders wait for room.
+    pub link_buffer: usize,
+    /// A link without calls for this long is closed; `Duration::ZERO`: never.
+    pub link_idle_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +88,8 @@ impl Default for HttpConfig {
             connections_per_peer: DEFAULT_CONNECTIONS_PER_PEER,
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            link_buffer: DEFAULT_LINK_BUFFER,
+            link_idle_timeout: DEFAULT_LINK_IDLE_TIMEOUT,
         }
     }
 }
@@ -120,6 +134,18 @@ impl HttpConfig {
     /// Sets [`keepalive_timeout`](Self::keepalive_timeout).
     pub fn keepalive_timeout(mut self, timeout: Duration) -> HttpConfig {
         self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Sets [`link_buffer`](Self::link_buffer) (at least 64 KiB).
+    pub fn link_buffer(mut self, bytes: usize) -> HttpConfig {
+        self.link_buffer = bytes.max(64 * 1024);
+        self
+    }
+
+    /// Sets [`link_idle_timeout`](Self::link_idle_timeout); `Duration::ZERO`: never.
+    pub fn link_idle_timeout(mut self, timeout: Duration) -> HttpConfig {
+        self.link_idle_timeout = timeout;
         self
     }
 }

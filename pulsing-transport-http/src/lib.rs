@@ -54,6 +54,7 @@ mod body;
 mod client;
 pub mod codec;
 mod config;
+mod link;
 pub mod protocol;
 mod server;
 
@@ -65,13 +66,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{
     HttpConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_LINK_BUFFER, DEFAULT_LINK_IDLE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use pulsing_core::Transport;
+
+/// The longest [`Transport::shutdown`] waits for served links to write replies already given
+/// (a link waits 1 s for them, then closes).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
 
 /// The HTTP transport: serves one address and calls other nodes over pooled HTTP/2 connections.
 ///
@@ -86,7 +92,10 @@ pub use pulsing_core::Transport;
 pub struct HttpTransport {
     config: HttpConfig,
     client: client::Client,
+    links: link::client::Links,
     shutdown: CancellationToken,
+    /// The served connections, awaited (briefly) at shutdown so replies already given get out.
+    connections: TaskTracker,
     bound: OnceLock<SocketAddr>,
     serving: AtomicBool,
 }
@@ -97,8 +106,10 @@ impl HttpTransport {
         let shutdown = CancellationToken::new();
         HttpTransport {
             client: client::Client::new(config.clone(), shutdown.clone()),
+            links: link::client::Links::new(config.clone(), shutdown.clone()),
             config,
             shutdown,
+            connections: TaskTracker::new(),
             bound: OnceLock::new(),
             serving: AtomicBool::new(false),
         }
@@ -112,6 +123,13 @@ impl HttpTransport {
     /// The address served, once [`Transport::serve`] returned.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.bound.get().copied()
+    }
+
+    /// Peers the client keeps state for now: addresses with an open (or opening) link or pooled
+    /// HTTP/2 connections. A peer leaves the pool when its link closes (the peer went away, stopped
+    /// answering keep-alives, was declared down, or the link idled); for tests and diagnostics.
+    pub fn pooled_peers(&self) -> usize {
+        self.links.pooled() + self.client.pooled()
     }
 }
 
@@ -151,8 +169,15 @@ impl Transport for HttpTransport {
                 "this HttpTransport already serves an address; use one transport per system".into(),
             ));
         }
-        let bound =
-            server::serve(addr, handler, self.config.clone(), self.shutdown.clone()).await?;
+        self.links.set_handler(handler.clone());
+        let bound = server::serve(
+            addr,
+            handler,
+            self.config.clone(),
+            self.shutdown.clone(),
+            self.connections.clone(),
+        )
+        .await?;
         let _ = self.bound.set(bound);
         Ok(bound)
     }
@@ -170,7 +195,7 @@ impl Transport for HttpTransport {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, PulsingError> {
-        self.client.ask(target, msg, timeout).await
+        self.links.ask(target, msg, timeout).await
     }
 
     /// Sends `msg` with `x-pulsing-mode: tell`; returns once the remote mailbox took it.
@@ -184,7 +209,7 @@ impl Transport for HttpTransport {
         msg: Message,
         timeout: Duration,
     ) -> Result<(), PulsingError> {
-        self.client.tell(target, msg, timeout).await
+        self.links.tell(target, msg, timeout).await
     }
 
     /// `POST /cluster/gossip` with `x-pulsing-from` set to this node's address when it serves.
@@ -203,15 +228,21 @@ impl Transport for HttpTransport {
             .await
     }
 
+    /// Stops accepting, closes this node's links and connections, and waits (at most
+    /// [`SHUTDOWN_DRAIN`]) for served links to write the replies already given.
     async fn shutdown(&self) {
         self.shutdown.cancel();
+        self.links.clear();
         self.client.clear();
+        self.connections.close();
+        let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.connections.wait()).await;
     }
 
     /// Sends a PING on each pooled connection to `addr` and ends those not answering within 1 s:
     /// calls in flight on them fail with [`PulsingError::NodeUnreachable`] giving `reason`; the
     /// next call connects afresh. Connections that answer (a node leaving gracefully) stay.
     fn peer_gone(&self, addr: SocketAddr, reason: &str) {
+        self.links.peer_gone(addr, reason);
         self.client.peer_gone(addr, reason);
     }
 }

@@ -260,12 +260,25 @@ pub fn metrics_text(stats: &SystemStats) -> String {
         "Actor restarts.",
         stats.restarts,
     );
+    metric(
+        "pulsing_bad_links_total",
+        "counter",
+        "Node-to-node links closed for breaking the link protocol.",
+        stats.bad_links,
+    );
     out.push_str(
         "# HELP pulsing_errors_total Errors returned to callers on this node, by kind.\n\
          # TYPE pulsing_errors_total counter\n",
     );
     for (kind, n) in &stats.errors {
         let _ = writeln!(out, "pulsing_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+    out.push_str(
+        "# HELP pulsing_dead_letters_total Pipelined tells lost after they were sent, by kind.\n\
+         # TYPE pulsing_dead_letters_total counter\n",
+    );
+    for (kind, n) in &stats.dead_letters {
+        let _ = writeln!(out, "pulsing_dead_letters_total{{kind=\"{kind}\"}} {n}");
     }
     out.push_str(
         "# HELP pulsing_members Cluster members known to this node, by state.\n\

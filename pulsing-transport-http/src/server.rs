@@ -22,10 +22,13 @@ use hyper_util::server::conn::auto;
 use pulsing_core::{ActorName, InboundHandler, Message, PulsingError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::{Collected, WireBody};
 use crate::codec;
+use crate::codec::link::LINK_PREFACE;
 use crate::config::HttpConfig;
+use crate::link;
 use crate::protocol::{self, Mode};
 
 /// HTTP/2 flow-control windows: large enough that a 64 KiB reply or a burst of small ones never waits
@@ -60,6 +63,7 @@ pub(crate) async fn serve(
     handler: Arc<dyn InboundHandler>,
     config: HttpConfig,
     shutdown: CancellationToken,
+    connections: TaskTracker,
 ) -> Result<SocketAddr, PulsingError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -88,7 +92,7 @@ pub(crate) async fn serve(
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_send_buf_size(1024 * 1024);
     let builder = Arc::new(builder);
-    tokio::spawn(accept_loop(listener, state, builder, shutdown));
+    tokio::spawn(accept_loop(listener, state, builder, shutdown, connections));
     Ok(bound)
 }
 
@@ -97,6 +101,7 @@ async fn accept_loop(
     state: Arc<ServerState>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: CancellationToken,
+    connections: TaskTracker,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -110,7 +115,7 @@ async fn accept_loop(
                     peer,
                     started: AtomicBool::new(false),
                 });
-                tokio::spawn(serve_connection(
+                connections.spawn(serve_connection(
                     stream,
                     ctx,
                     builder.clone(),
@@ -134,6 +139,24 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let header_timeout = ctx.state.config.header_read_timeout;
+    match first_bytes(&stream, header_timeout).await {
+        Opening::Link => {
+            let state = &ctx.state;
+            return link::server::serve_link(
+                stream,
+                ctx.peer,
+                state.handler.clone(),
+                state.config.clone(),
+                shutdown,
+            )
+            .await;
+        }
+        Opening::Http => {}
+        Opening::Nothing => {
+            tracing::debug!(peer = %ctx.peer, "nothing received in time; closing");
+            return;
+        }
+    }
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req| handle(svc_ctx.clone(), req));
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -161,6 +184,39 @@ async fn serve_connection(
                 armed = false;
             }
         }
+    }
+}
+
+/// How a connection starts.
+enum Opening {
+    /// With the link preface (`docs/protocol.md` §8).
+    Link,
+    /// With anything else: HTTP/1.1 or HTTP/2, for hyper to serve (or refuse).
+    Http,
+    /// With nothing within the header read timeout, or closed.
+    Nothing,
+}
+
+/// Looks at a connection's first bytes without consuming them. A preface split over several
+/// packets is waited for (in 1 ms steps; the bytes are already on their way), all within `bound`.
+async fn first_bytes(stream: &TcpStream, bound: Duration) -> Opening {
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut buf = [0u8; LINK_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Opening::Nothing,
+        };
+        if buf[..n] != LINK_PREFACE[..n] {
+            return Opening::Http;
+        }
+        if n == LINK_PREFACE.len() {
+            return Opening::Link;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Opening::Nothing;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -8,14 +8,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{ActorSystem, SystemInner};
-use crate::actor_ref::ActorRef;
+use crate::actor_ref::{self, ActorRef};
 use crate::cell::LocalCell;
 use crate::error::PulsingError;
 use crate::mailbox::Envelope;
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::stats::SystemStats;
-use crate::transport::{InboundHandler, NodeId};
+use crate::transport::{InboundHandler, NodeId, PendingReply};
 
 /// The system as the transport sees it. Holds a weak reference so the transport (owned by the system)
 /// does not keep the system alive.
@@ -55,6 +55,38 @@ impl InboundHandler for Inbound {
         let cell = self.served(&system, name)?;
         let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
         ActorRef::local(cell).ask_with_timeout(msg, timeout).await
+    }
+
+    async fn ask_queued(
+        &self,
+        name: &str,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<PendingReply, PulsingError> {
+        let system = self.system()?;
+        let cell = self.served(&system, name)?;
+        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
+        let queued = actor_ref::queue_ask(&cell, msg, timeout).await?;
+        let name = cell.name.clone();
+        Ok(Box::pin(async move { queued.reply(&name).await }))
+    }
+
+    fn dead_letter(&self, to: &str, count: u64, err: &PulsingError) {
+        tracing::debug!(to, count, error = %err, "dead letters: pipelined tells not delivered");
+        if let Some(inner) = self.0.upgrade() {
+            inner.shared.counters.count_dead_letters(err, count);
+        }
+    }
+
+    fn bad_link(&self, peer: SocketAddr, why: &str) {
+        tracing::debug!(%peer, why, "closed a link that broke the link protocol");
+        if let Some(inner) = self.0.upgrade() {
+            inner
+                .shared
+                .counters
+                .bad_links
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     async fn tell(&self, name: &str, msg: Message) -> Result<(), PulsingError> {

@@ -1,0 +1,214 @@
+use bytes::Bytes;
+use proptest::prelude::*;
+use pulsing_core::NodeId;
+
+use super::*;
+
+fn env(msg_type: &str, payload: &[u8]) -> Envelope {
+    Envelope {
+        msg_type: msg_type.into(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+fn every_frame() -> Vec<LinkFrame> {
+    let error = WireError {
+        kind: "actor_error".into(),
+        message: "boom".into(),
+        detail: Some("trace".into()),
+    };
+    vec![
+        LinkFrame::Tell {
+            to: "counter".into(),
+            msg: env("inc", b"1"),
+        },
+        LinkFrame::Ask {
+            id: u64::MAX,
+            to: "anon.0123".into(),
+            timeout_ms: Some(30_000),
+            msg: env("get", &[0, 255, 7]),
+        },
+        LinkFrame::Ask {
+            id: 0,
+            to: "x".into(),
+            timeout_ms: None,
+            msg: env("", b""),
+        },
+        LinkFrame::Cancel { id: 3 },
+        LinkFrame::Credit { id: 4, n: 65_536 },
+        LinkFrame::Ping,
+        LinkFrame::Pong,
+        LinkFrame::Hello {
+            node: Some(NodeId(0xfeed)),
+            max_message: Some(64 << 20),
+        },
+        LinkFrame::Hello {
+            node: None,
+            max_message: Some(1),
+        },
+        LinkFrame::Hello {
+            node: None,
+            max_message: None,
+        },
+        LinkFrame::Reply {
+            id: 5,
+            result: Ok(env("ok", &[1; 5000])),
+        },
+        LinkFrame::Reply {
+            id: 6,
+            result: Err(error.clone()),
+        },
+        LinkFrame::Stream { id: 7 },
+        LinkFrame::Item {
+            id: 7,
+            msg: env("item", b"a"),
+        },
+        LinkFrame::End { id: 7 },
+        LinkFrame::Fail { id: 8, error },
+        LinkFrame::Bye { id: 9 },
+    ]
+}
+
+#[test]
+fn every_frame_survives_a_round_trip_even_split_byte_by_byte() {
+    let frames = every_frame();
+    let mut wire = Vec::new();
+    for f in &frames {
+        put_frame(&mut wire, f);
+    }
+    let mut dec = LinkDecoder::new(1 << 20);
+    let mut got = Vec::new();
+    for b in &wire {
+        dec.buf.extend_from_slice(&[*b]);
+        while let Some(f) = dec.next_frame().unwrap() {
+            got.push(f);
+        }
+    }
+    assert_eq!(got, frames);
+    assert!(dec.buf.is_empty());
+}
+
+#[test]
+fn a_frame_announced_over_the_limit_is_refused_before_its_body_arrives() {
+    let mut dec = LinkDecoder::new(1024);
+    dec.buf.extend_from_slice(&u32::MAX.to_be_bytes());
+    let e = dec.next_frame().unwrap_err();
+    assert!(e.to_string().contains("exceeds the limit"), "{e}");
+}
+
+/// One frame body from `(key, value)` pairs given as msgpack-encoded values.
+fn body(pairs: &[(&str, &dyn Fn(&mut Vec<u8>))]) -> Bytes {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, pairs.len() as u32).unwrap();
+    for (k, v) in pairs {
+        rmp::encode::write_str(&mut out, k).unwrap();
+        v(&mut out);
+    }
+    out.into()
+}
+
+fn s(v: &'static str) -> impl Fn(&mut Vec<u8>) {
+    move |o: &mut Vec<u8>| rmp::encode::write_str(o, v).unwrap()
+}
+
+fn u(v: u64) -> impl Fn(&mut Vec<u8>) {
+    move |o: &mut Vec<u8>| {
+        rmp::encode::write_uint(o, v).unwrap();
+    }
+}
+
+#[test]
+fn unknown_keys_are_ignored_and_keys_come_in_any_order() {
+    let b = body(&[
+        ("payload", &|o: &mut Vec<u8>| {
+            rmp::encode::write_bin(o, b"p").unwrap()
+        }),
+        ("future", &|o: &mut Vec<u8>| {
+            rmp::encode::write_array_len(o, 1).unwrap();
+            rmp::encode::write_nil(o).unwrap();
+        }),
+        ("msg_type", &s("m")),
+        ("to", &s("a")),
+        ("t", &s("tell")),
+    ]);
+    assert_eq!(
+        decode_link_frame(&b).unwrap(),
+        LinkFrame::Tell {
+            to: "a".into(),
+            msg: env("m", b"p"),
+        }
+    );
+}
+
+#[test]
+fn bad_frames_are_refused_with_what_was_wrong() {
+    let cases: Vec<(Bytes, &str)> = vec![
+        (body(&[("id", &u(1))]), "missing key \"t\""),
+        (
+            body(&[("t", &s("ask")), ("to", &s("a"))]),
+            "missing key \"id\"",
+        ),
+        (
+            body(&[("t", &s("tell")), ("msg_type", &s("m"))]),
+            "missing key \"to\"",
+        ),
+        (
+            body(&[("t", &s("tell")), ("to", &s("a"))]),
+            "missing key \"msg_type\"",
+        ),
+        (body(&[("t", &s("warp"))]), "unknown link frame type"),
+        (
+            body(&[("t", &s("ping")), ("t", &s("ping"))]),
+            "duplicate key",
+        ),
+        (
+            body(&[("t", &s("cancel")), ("id", &s("one"))]),
+            "expected a non-negative integer",
+        ),
+        (
+            body(&[("t", &s("hello")), ("node", &s("xyz"))]),
+            "16 hex digits",
+        ),
+        (body(&[("t", &s("reply")), ("id", &u(1))]), "exactly one of"),
+        (Bytes::from_static(&[0x91, 0x01]), "expected a map"),
+    ];
+    for (b, want) in cases {
+        let e = decode_link_frame(&b).unwrap_err();
+        assert!(e.to_string().contains(want), "{want:?} in {e}");
+    }
+    let mut trailing = body(&[("t", &s("ping"))]).to_vec();
+    trailing.push(0xc0);
+    let e = decode_link_frame(&trailing.into()).unwrap_err();
+    assert!(e.to_string().contains("trailing"), "{e}");
+}
+
+proptest! {
+    /// Whatever arrives, the decoder answers frames or an error, and never panics.
+    #[test]
+    fn garbage_never_panics(chunks in proptest::collection::vec(
+        proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+        let mut dec = LinkDecoder::new(4096);
+        for c in chunks {
+            dec.buf.extend_from_slice(&c);
+            loop {
+                match dec.next_frame() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Any ask round-trips, payload bytes intact.
+    #[test]
+    fn asks_round_trip(id in any::<u64>(), ms in proptest::option::of(1u64..u64::MAX),
+                       to in "[a-z][a-z0-9_.-]{0,20}", ty in ".{0,12}",
+                       payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let frame = LinkFrame::Ask { id, to, timeout_ms: ms, msg: env(&ty, &payload) };
+        let mut wire = Vec::new();
+        put_frame(&mut wire, &frame);
+        let mut dec = LinkDecoder::new(1 << 20);
+        dec.buf.extend_from_slice(&wire);
+        prop_assert_eq!(dec.next_frame().unwrap(), Some(frame));
+    }
+}
