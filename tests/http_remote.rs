@@ -456,3 +456,66 @@ async fn a_stopped_answer_reaches_a_remote_caller_as_503_stopped() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_holds_back_its_own_actor_not_the_link() {
+    bounded(async {
+        // A node whose mailboxes make senders wait up to 4 s: longer than the keep-alive timeout.
+        let system = pulsing::ActorSystem::builder()
+            .addr("127.0.0.1:0")
+            .transport(HttpTransport::new(test_config()))
+            .mailbox_wait(Duration::from_secs(4))
+            .build()
+            .await
+            .unwrap();
+        let gate = Arc::new(Semaphore::new(0));
+        let public = SpawnOptions::new().public(true);
+        system
+            .spawn_with(Echo { gate: gate.clone() }, "echo", public.clone())
+            .await
+            .unwrap();
+        system
+            .spawn_with(
+                Echo { gate: gate.clone() },
+                "small",
+                public.mailbox_capacity(1),
+            )
+            .await
+            .unwrap();
+        let addr = system.addr().unwrap();
+        let me = caller(Duration::from_secs(10)).await;
+        let small = me.remote_ref(addr, "small").unwrap();
+        let echo = me.remote_ref(addr, "echo").unwrap();
+        // One handled (held by the gate), one queued, three waiting on the serving node.
+        for _ in 0..5 {
+            small.tell(Message::single("hold", "")).await.unwrap();
+        }
+        // Meanwhile the same link carries asks to another actor, and keep-alives, for longer than
+        // the keep-alive timeout (3 s) and the mailbox wait: the link stays up.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(6) {
+            let asked = Instant::now();
+            let r = echo
+                .ask_with_timeout(Message::single("ping", "x"), Duration::from_secs(2))
+                .await;
+            assert!(r.is_ok(), "{:?} in: {r:?}", started.elapsed());
+            assert!(asked.elapsed() < Duration::from_secs(1), "not held back");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // The first waiting tell was a dead letter after 4 s; the gate opens, the rest are handled,
+        // and an ask to `small` comes after all of them (FIFO).
+        let overloaded = system
+            .stats()
+            .dead_letters
+            .iter()
+            .find(|(k, _)| *k == ErrorKind::Overloaded)
+            .map_or(0, |(_, n)| *n);
+        assert!(overloaded >= 1, "{overloaded}");
+        gate.add_permits(100);
+        let r = small.ask(Message::single("ping", "last")).await.unwrap();
+        assert_eq!(r.payload().unwrap().as_ref(), b"last");
+        me.shutdown().await;
+        system.shutdown().await;
+    })
+    .await;
+}

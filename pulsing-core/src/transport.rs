@@ -94,8 +94,14 @@ pub struct RemoteTarget {
 /// - Errors that the remote node reports keep their kind ([`PulsingError::from_wire`]).
 /// - An ask is never retried once its bytes may have left: delivery is at most once. A transport may
 ///   retry only when it knows nothing was sent (e.g. connect failed).
-/// - Messages sent by one task to one actor over one transport arrive in the order sent when each send
-///   is awaited before the next (FIFO per sender→receiver pair).
+/// - Messages sent by one task to one actor over one transport reach the actor's mailbox in the order
+///   their calls returned, tells and asks mixed (FIFO per sender→receiver pair): a task that tells an
+///   actor 1,000 times and then asks it gets the reply after all 1,000 were handled.
+/// - A tell may return once the message is queued for sending (bounded: waiting for room at most
+///   the `timeout` given, then [`PulsingError::MailboxFull`], not sent). What fails after that is
+///   reported to the system as a dead letter ([`InboundHandler::dead_letter`]), not to the caller.
+/// - A transport that drives an ordered stream of messages from a task it owns must not leave an
+///   actor it woke stuck behind itself (see the HTTP transport's link reader).
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// A short name for logs and benchmarks (`"http"`, `"quic"`, `"none"`).
@@ -121,7 +127,9 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Message, PulsingError>;
 
-    /// Sends `msg` to `target`; returns once the remote mailbox accepted it.
+    /// Sends `msg` to `target` without waiting for it to be handled: returns once it is queued on
+    /// the way to `target` (a pipelining transport) or once the remote mailbox accepted it, waiting
+    /// at most `timeout` for room or for the connection to open.
     async fn tell(
         &self,
         target: &RemoteTarget,

@@ -334,7 +334,7 @@ impl Hub {
     }
 
     /// Abandons the call `id` (its caller cancelled it): its future is forgotten and the Rust call is
-    /// dropped, which resets a remote request so the serving node learns it at once.
+    /// dropped, which cancels a remote call at its node (a `cancel` frame) at once.
     fn cancel(&self, id: u64) {
         let removed = self
             .futures

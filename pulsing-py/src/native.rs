@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing::{ActorRef, ActorSystem, MemberState, Message, MessageStream, SpawnOptions};
+use pulsing::{
+    ActorRef, ActorSystem, ErrorKind, MemberState, Message, MessageStream, SpawnOptions,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -80,6 +82,37 @@ pub(crate) fn probe_network() -> bool {
     crate::runtime::block_on_bounded(probe, Duration::from_secs(10)).unwrap_or(false)
 }
 
+/// Counts by name: wire error kinds (`ErrorKind::as_str`) or member states.
+type Counts = Vec<(&'static str, u64)>;
+
+/// The core `SystemStats` for Python, field by field in this order; `pulsing/_stats.py` turns it
+/// into the Python `SystemStats`.
+type StatsTuple = (
+    u64,    // actors
+    u64,    // messages_handled
+    u64,    // queued
+    u64,    // in_flight_asks
+    u64,    // expired_asks
+    u64,    // panics
+    u64,    // restarts
+    Counts, // errors: every kind, zeros included
+    Counts, // dead_letters: every kind, zeros included
+    u64,    // bad_links
+    Counts, // members: every state, zeros included
+);
+
+/// The Python API's name of a member state.
+fn member_state(state: MemberState) -> &'static str {
+    match state {
+        MemberState::Alive => "alive",
+        MemberState::Suspect => "suspect",
+        MemberState::Down => "down",
+        MemberState::Left => "left",
+        // A state added later reads as the nearest one the Python API names.
+        _ => "suspect",
+    }
+}
+
 /// A running core `ActorSystem`.
 #[pyclass(frozen, module = "pulsing._pulsing")]
 pub(crate) struct NativeSystem {
@@ -112,18 +145,43 @@ impl NativeSystem {
         self.system
             .members()
             .into_iter()
-            .map(|m| {
-                let state = match m.state {
-                    MemberState::Alive => "alive",
-                    MemberState::Suspect => "suspect",
-                    MemberState::Down => "down",
-                    MemberState::Left => "left",
-                    // A state added later reads as the nearest one the Python API names.
-                    _ => "suspect",
-                };
-                (m.addr.to_string(), m.id.to_string(), state)
-            })
+            .map(|m| (m.addr.to_string(), m.id.to_string(), member_state(m.state)))
             .collect()
+    }
+
+    /// A snapshot of the core `ActorSystem::stats()`, as the tuple [`StatsTuple`] describes. Reads
+    /// counters only: never waits.
+    fn stats(&self) -> StatsTuple {
+        let s = self.system.stats();
+        let by_kind = |counts: Vec<(ErrorKind, u64)>| {
+            counts
+                .into_iter()
+                .map(|(kind, n)| (kind.as_str(), n))
+                .collect::<Vec<_>>()
+        };
+        // Every state, zeros included, as `/metrics` lists them.
+        let mut members: Counts = ["alive", "suspect", "down", "left"]
+            .map(|state| (state, 0))
+            .to_vec();
+        for (state, n) in s.members {
+            let state = member_state(state);
+            if let Some((_, count)) = members.iter_mut().find(|(s, _)| *s == state) {
+                *count += n as u64;
+            }
+        }
+        (
+            s.actors as u64,
+            s.messages_handled,
+            s.queued,
+            s.in_flight_asks,
+            s.expired_asks,
+            s.panics,
+            s.restarts,
+            by_kind(s.errors),
+            by_kind(s.dead_letters),
+            s.bad_links,
+            members,
+        )
     }
 
     /// The default ask timeout, in seconds.

@@ -47,7 +47,7 @@ pub(crate) enum Job {
     },
     /// A Python actor's answer to a message that came through the core system.
     Answer(Responder, Result<Message, ActorError>),
-    /// The caller gave up on the ask `id` (cancelled): drop it, which resets its request.
+    /// The caller gave up on the ask `id` (cancelled): drop it, which cancels it at its node.
     Cancel(u64),
 }
 

@@ -15,13 +15,15 @@ Public actors: ``overlap`` and ``streamer`` (:class:`Overlap`), ``counter`` (:cl
 ``counter-watch`` (:class:`Watch` over it), ``sleeper`` (another :class:`Counter`), ``errors``
 (:class:`Raiser`), ``self-caller`` (:class:`SelfCaller`), ``holder`` (:class:`Holder`), ``identity``
 (:class:`Identity`), ``shared-name`` (a :class:`Counter`; the tests run one under the same name),
-``control`` (:class:`Control`). Private: ``private-counter`` (:class:`Counter`).
+``control`` (:class:`Control`), ``recorder`` and ``pipeline`` (:class:`Recorder`). Private:
+``private-counter`` (:class:`Counter`), ``private-recorder`` (:class:`Recorder`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import threading
 import time
@@ -299,6 +301,24 @@ class Identity:
         return "pong"
 
 
+# -- the link: FIFO across tells and asks (test_link.py) -----------------------------------------
+
+
+@as_actor
+class Recorder:
+    """Keeps the sequence numbers it is told, in the order it handles them."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def record(self, seq: int) -> None:
+        self.seen.append(seq)
+
+    def received(self) -> list[int]:
+        """Every number recorded so far, in the order they were handled."""
+        return self.seen
+
+
 # -- the node itself -----------------------------------------------------------------------------
 
 
@@ -335,6 +355,10 @@ class Control:
 
     def addr(self) -> str:
         return str(self.system.addr)
+
+    def stats(self) -> dict[str, Any]:
+        """This node's ``system.stats()`` as a plain dict (``dataclasses.asdict``)."""
+        return dataclasses.asdict(self.system.stats())
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -388,6 +412,9 @@ async def main(argv: list[str]) -> None:
         await system.spawn(Counter(), "shared-name", public=True)
         await system.spawn(Control(system, done), "control", public=True)
         await system.spawn(Counter(), "private-counter", public=False)
+        await system.spawn(Recorder(), "recorder", public=True)
+        await system.spawn(Recorder(), "pipeline", public=True)
+        await system.spawn(Recorder(), "private-recorder", public=False)
         print("READY", system.addr, flush=True)
         await done.wait()
     finally:

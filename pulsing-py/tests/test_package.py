@@ -104,6 +104,7 @@ API_NAMES = [
     "Member",
     "Message",
     "SystemConfig",
+    "SystemStats",
     "as_actor",
     "create_actor_system",
     "current_actor",

@@ -1,19 +1,21 @@
 //! The HTTP transport of Pulsing: [`HttpTransport`] implements [`pulsing_core::Transport`] over
 //! hyper 1.x.
 //!
-//! - **Server**: one TCP port per node serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c), told
-//!   apart from the first bytes of each connection: `POST /actor/{name}` (ask, tell, streamed
-//!   replies), `POST /cluster/gossip`, `GET /health`, `GET /metrics`, `GET /actors`. Bodies over
+//! - **Server**: one TCP port per node serves HTTP/1.1, HTTP/2 with prior knowledge (h2c) and
+//!   node-to-node **links**, told apart from the first bytes of each connection: `POST
+//!   /actor/{name}` (ask, tell, streamed replies), `POST /cluster/gossip`, `GET /health`, `GET
+//!   /metrics`, `GET /actors`, and links (`docs/protocol.md` §8). Bodies and frames over
 //!   [`HttpConfig::max_message_size`] are refused before they are buffered; slow clients are cut off
 //!   by [`HttpConfig::header_read_timeout`] and [`HttpConfig::body_read_timeout`].
-//! - **Client**: node-to-node calls use HTTP/2 with prior knowledge over a small pool of connections
-//!   per peer (`TCP_NODELAY`, bounded connect), spoken with the `h2` crate directly (hyper's client
-//!   wrapper adds a task hop and a second write per request). A call is never retried once its bytes may have left
-//!   (see *Delivery and retries* below).
+//! - **Client**: node-to-node asks and tells travel on one link per peer address: one TCP
+//!   connection carrying length-prefixed msgpack frames in order, tells pipelined and batched, asks
+//!   matched to their replies by id (`link` module). Gossip uses HTTP/2 with prior knowledge over a
+//!   small pool of connections per peer, spoken with the `h2` crate directly. A call is never
+//!   retried once its bytes may have left (see *Delivery and retries* below).
 //!
 //! The wire format is specified in `docs/protocol.md` (the one source of truth); [`codec`] encodes and
-//! decodes its msgpack bodies and stream frames without IO, and [`protocol`] holds its header names,
-//! status table and text bodies.
+//! decodes its msgpack bodies, stream frames and link frames without IO, and [`protocol`] holds its
+//! header names, status table and text bodies.
 //!
 //! This crate does **not** hold actor or membership logic (those are `pulsing-core` and
 //! `pulsing-cluster`), does not do TLS, and does not accept streamed *requests* (a request is one
@@ -21,16 +23,25 @@
 //!
 //! # Delivery and retries
 //!
-//! At most once. A refused connection fails at once with [`PulsingError::NodeUnreachable`] whose
-//! `delivery` is [`Delivery::NotDelivered`](pulsing_core::Delivery::NotDelivered). A peer that accepts but stops answering (a stopped process, a hung host)
-//! fails the calls on its connection with `NodeUnreachable`
-//! ([`Delivery::MaybeDelivered`](pulsing_core::Delivery::MaybeDelivered)) once an HTTP/2 PING goes unanswered:
-//! within [`HttpConfig::keepalive_interval`] + [`HttpConfig::keepalive_timeout`] (4 s by default),
-//! or sooner when the membership declares it down ([`Transport::peer_gone`]); a peer that answers
-//! PINGs but not the request fails it by the call's timeout ([`PulsingError::Timeout`]). A request is resent only when the HTTP/2 connection handed it back
-//! unsent (the connection was found closed before the request was queued); a connection lost after
-//! that fails the call with `NodeUnreachable` whose `delivery` is `MaybeDelivered`.
+//! At most once, FIFO per sender→receiver pair across tells and asks (one ordered link per peer).
 //!
+//! - A **tell** returns once it is queued on the link (the link buffer, [`HttpConfig::link_buffer`],
+//!   full for longer than the system's mailbox wait: [`PulsingError::MailboxFull`], not sent). It
+//!   reports what is known before it is queued: the node cannot be reached, the ref is for another
+//!   run of the node, the message is over the peer's limit. What fails later is a dead letter,
+//!   counted in `SystemStats::dead_letters`: on the peer (unknown or private actor, mailbox full past
+//!   its bound, stopped actor, node shutting down), or here (tells still queued when the link closed).
+//! - A refused connection, or a peer that accepts but never sends the link's hello, fails the call at
+//!   once with [`PulsingError::NodeUnreachable`] whose `delivery` is
+//!   [`Delivery::NotDelivered`](pulsing_core::Delivery::NotDelivered).
+//! - A peer that stops answering (a stopped process, a hung host, a cut cable) fails the calls on its
+//!   link with `NodeUnreachable` ([`Delivery::MaybeDelivered`](pulsing_core::Delivery::MaybeDelivered))
+//!   once a keep-alive goes unanswered: within [`HttpConfig::keepalive_interval`] +
+//!   [`HttpConfig::keepalive_timeout`] (4 s by default), or sooner when the membership declares it
+//!   down ([`Transport::peer_gone`]); a peer that answers keep-alives but not the ask fails it by the
+//!   call's timeout ([`PulsingError::Timeout`]).
+//! - A peer shutting down says which asks it read (`bye`): the others fail at once as not delivered.
+
 //! # Examples
 //!
 //! ```
@@ -79,16 +90,18 @@ pub use pulsing_core::Transport;
 /// (a link waits 1 s for them, then closes).
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
 
-/// The HTTP transport: serves one address and calls other nodes over pooled HTTP/2 connections.
+/// The HTTP transport: serves one address and calls other nodes over one link per peer (asks and
+/// tells) and pooled HTTP/2 connections (gossip).
 ///
 /// Build one per [`ActorSystem`](pulsing_core::ActorSystem) and hand it to the builder's
 /// `.transport(..)`. [`Transport::serve`] may be called once.
 ///
 /// # Cancel safety
 ///
-/// Dropping an `ask`/`tell`/`gossip` future abandons the call: the HTTP/2 stream is reset, the
-/// serving node drops the request if it has not reached the actor's handler, and the reply (if any)
-/// is discarded. The message may or may not have been delivered.
+/// Dropping an `ask` future abandons the call: a `cancel` frame tells the serving node, which skips
+/// the ask if the actor has not reached it and drops the reply otherwise. Dropping a `tell` future
+/// before it returned means the message was not queued. Dropping a `gossip` future resets its
+/// HTTP/2 stream.
 pub struct HttpTransport {
     config: HttpConfig,
     client: client::Client,
@@ -182,7 +195,8 @@ impl Transport for HttpTransport {
         Ok(bound)
     }
 
-    /// Sends `msg` as `POST /actor/{name}` and waits for the reply (a stream if the actor streams).
+    /// Sends `msg` as an `ask` frame on the link to `target.addr` and waits for the reply (a stream
+    /// if the actor streams), at most `timeout` in all (opening the link included).
     ///
     /// # Errors
     ///
@@ -198,7 +212,8 @@ impl Transport for HttpTransport {
         self.links.ask(target, msg, timeout).await
     }
 
-    /// Sends `msg` with `x-pulsing-mode: tell`; returns once the remote mailbox took it.
+    /// Queues `msg` as a `tell` frame on the link to `target.addr`; returns once it is queued,
+    /// waiting at most `timeout` for the link to open or for room in its buffer.
     ///
     /// # Errors
     ///
@@ -238,9 +253,10 @@ impl Transport for HttpTransport {
         let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.connections.wait()).await;
     }
 
-    /// Sends a PING on each pooled connection to `addr` and ends those not answering within 1 s:
-    /// calls in flight on them fail with [`PulsingError::NodeUnreachable`] giving `reason`; the
-    /// next call connects afresh. Connections that answer (a node leaving gracefully) stay.
+    /// Pings the link and each pooled connection to `addr` and closes those not answering within
+    /// 1 s: calls waiting on them fail with [`PulsingError::NodeUnreachable`] giving `reason`, and
+    /// they leave the pool; the next call connects afresh. Those that answer (a node leaving
+    /// gracefully) stay.
     fn peer_gone(&self, addr: SocketAddr, reason: &str) {
         self.links.peer_gone(addr, reason);
         self.client.peer_gone(addr, reason);

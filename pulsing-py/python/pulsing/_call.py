@@ -9,8 +9,8 @@ A call behaves like a coroutine, for local and remote actors alike:
 - a call that is never sent emits ``RuntimeWarning: call <actor>.<method>() was never awaited``
   when it is collected;
 - cancelling it (``call.cancel()``, its task cancelled, even before the task's first step,
-  ``wait_for`` timing out) abandons it: a call not sent yet is never sent; a remote call's request
-  is reset at once, so the serving node skips the message if the actor has not reached it yet; a
+  ``wait_for`` timing out) abandons it: a call not sent yet is never sent; a remote call is
+  cancelled at its node at once, which skips the message if the actor has not reached it yet; a
   local one is skipped by the mailbox.
 
 How: a call is an asyncio future whose result is the decoded reply. asyncio recognises a future by
@@ -153,8 +153,8 @@ class Call(_Future):  # type: ignore[type-arg]
         _future_add_done_callback(self, fn, context=context)
 
     def cancel(self, msg: Any = None) -> bool:
-        """Future protocol: abandons the call; a remote one's request is reset at once, and one
-        not sent yet is never sent."""
+        """Future protocol: abandons the call; a remote one is cancelled at its node at once,
+        and one not sent yet is never sent."""
         if self._ref is not None:
             self._ref = None
             self.__class__ = _Sent

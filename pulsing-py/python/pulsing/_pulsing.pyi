@@ -26,6 +26,20 @@ NETWORK_AVAILABLE: bool
 """Whether ``pulsing::system_builder().addr("127.0.0.1:0")`` builds here (found at import)."""
 
 _Fut = asyncio.Future[typing.Any]
+# NativeSystem.stats(): the core's SystemStats field by field (see `StatsTuple` in src/native.rs).
+_Stats = tuple[
+    int,
+    int,
+    int,
+    int,
+    int,
+    int,
+    int,
+    list[tuple[str, int]],
+    list[tuple[str, int]],
+    int,
+    list[tuple[str, int]],
+]
 
 @typing.final
 class Hub:
@@ -72,6 +86,10 @@ class NativeSystem:
         """This run's boot id, 16 hex digits."""
     def members(self) -> list[tuple[str, str, str]]:
         """``(addr, node_id, state)`` of each member."""
+    def stats(self) -> _Stats:
+        """The core's counters: ``(actors, messages_handled, queued, in_flight_asks,
+        expired_asks, panics, restarts, errors, dead_letters, bad_links, members)``, the counts
+        by kind or state as ``(name, count)`` pairs."""
     def spawn(
         self,
         hub: Hub,

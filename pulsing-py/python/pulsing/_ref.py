@@ -150,7 +150,7 @@ class ActorRef:
         try:
             reply = await fut
         except asyncio.CancelledError:
-            system._hub.cancel(call_id)  # resets a remote request: the serving node skips it
+            system._hub.cancel(call_id)  # cancels a remote call at its node, which skips it
             raise
         if type(reply) is tuple:
             return Message(reply[0], reply[1])

@@ -20,6 +20,7 @@ from pulsing._config import SystemConfig
 from pulsing._impl import Actor, impl_for
 from pulsing._local import CURRENT, LocalActor
 from pulsing._ref import ActorRef, _native_items
+from pulsing._stats import SystemStats
 from pulsing.exceptions import ActorNotFoundError, ActorStoppedError, PulsingError
 
 __all__ = ["ActorSystem", "Member", "create_actor_system", "current_actor", "current_system"]
@@ -250,6 +251,12 @@ class ActorSystem:
         if self._closed or self._native is None:
             return []
         return [Member(addr, node, state) for addr, node, state in self._native.members()]
+
+    def stats(self) -> SystemStats:
+        """A snapshot of this node's counters (see :class:`SystemStats`), the ones ``GET /metrics``
+        exports. Cheap and never waits: it reads counters. After :meth:`shutdown` it gives the
+        final counts."""
+        return SystemStats._from_native(self._native.stats())
 
     def local_actors(self) -> list[tuple[str, bool]]:
         """This node's named actors, each with whether it is public, sorted by name."""

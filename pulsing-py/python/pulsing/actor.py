@@ -27,8 +27,8 @@ and a Python ref can call any actor that speaks the convention. Errors are the c
 :mod:`pulsing.exceptions`.
 
 The implementation is split by concept: ``_config`` (SystemConfig), ``_call`` (method calls),
-``_ref`` (ActorRef), ``_system`` (ActorSystem), ``_impl`` (how an object handles a message),
-``_local`` (the mailbox), ``_reply`` (where answers go).
+``_ref`` (ActorRef), ``_system`` (ActorSystem), ``_stats`` (SystemStats), ``_impl`` (how an
+object handles a message), ``_local`` (the mailbox), ``_reply`` (where answers go).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pulsing._config import SystemConfig
 from pulsing._impl import Actor, as_actor
 from pulsing._message import Message
 from pulsing._ref import ActorRef
+from pulsing._stats import SystemStats
 from pulsing._system import (
     ActorSystem,
     Member,
@@ -70,6 +71,7 @@ __all__ = [
     "NodeUnreachableError",
     "PulsingError",
     "SystemConfig",
+    "SystemStats",
     "as_actor",
     "create_actor_system",
     "current_actor",

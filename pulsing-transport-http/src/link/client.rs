@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, Refused, Send};
+use super::outbox::{Outbox, Refused, Write};
 use super::{
     envelope_size, frame_size, item_cost, too_large, GONE_CHECK_TIMEOUT, STREAM_ITEMS,
     STREAM_WINDOW,
@@ -131,7 +131,7 @@ impl Drop for AskGuard<'_> {
             let _ = self
                 .link
                 .out
-                .push(Send::Batched, |b| frames::put_cancel(b, id));
+                .push(Write::Batched, |b| frames::put_cancel(b, id));
         }
     }
 }
@@ -408,7 +408,7 @@ impl Links {
             };
             // Alone on the link, the ask is written at once; among others in flight it goes with
             // the writer task's next batch (one write for many asks, not one each).
-            let how = if others { Send::Batched } else { Send::Now };
+            let how = if others { Write::Batched } else { Write::Now };
             let mut guard = AskGuard {
                 link: &link,
                 id,
@@ -462,7 +462,7 @@ impl Links {
         let size = frame_size(target.name.as_str(), &msg_type, payload.len());
         let name = target.name.as_str();
         link.out
-            .push_bounded(Send::Batched, size, deadline, true, |b| {
+            .push_bounded(Write::Batched, size, deadline, true, |b| {
                 frames::put_tell(b, name, &msg_type, &payload)
             })
             .await
@@ -633,14 +633,14 @@ async fn feed_stream(
                     .is_err()
                 {
                     if link.unregister(id).is_some() {
-                        let _ = link.out.push(Send::Batched, |b| frames::put_cancel(b, id));
+                        let _ = link.out.push(Write::Batched, |b| frames::put_cancel(b, id));
                     }
                     return;
                 }
                 taken = taken.saturating_add(cost);
                 if taken >= STREAM_WINDOW / 4 {
                     let n = std::mem::take(&mut taken);
-                    let _ = link.out.push(Send::Now, |b| frames::put_credit(b, id, n));
+                    let _ = link.out.push(Write::Now, |b| frames::put_credit(b, id, n));
                 }
             }
             StreamEvent::End => return sender.end().await,
@@ -696,7 +696,7 @@ async fn keep_alive(link: &Link, interval: Duration, timeout: Duration, idle: Du
         let pong = link.pong.notified();
         tokio::pin!(pong);
         pong.as_mut().enable();
-        if let Err(Refused::Closed(why)) = link.out.push(Send::Now, frames::put_ping) {
+        if let Err(Refused::Closed(why)) = link.out.push(Write::Now, frames::put_ping) {
             return why;
         }
         if tokio::time::timeout(bound, pong).await.is_err() {

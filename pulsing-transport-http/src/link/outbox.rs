@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 /// How a frame is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Send {
+pub(crate) enum Write {
     /// Written by the sender at once if nobody is writing (asks, replies, pongs).
     Now,
     /// Written by the writer task (tells: batched).
@@ -88,7 +88,7 @@ impl Outbox {
     }
 
     /// Appends the frame `put` writes, without waiting for room (replies and control frames).
-    pub(crate) fn push(&self, how: Send, put: impl FnOnce(&mut Vec<u8>)) -> Result<(), Refused> {
+    pub(crate) fn push(&self, how: Write, put: impl FnOnce(&mut Vec<u8>)) -> Result<(), Refused> {
         let mut st = self.lock();
         if let Some(why) = &st.closed {
             return Err(Refused::Closed(why.clone()));
@@ -103,7 +103,7 @@ impl Outbox {
     /// frame counts as a dead letter if the link closes before it is written.
     pub(crate) async fn push_bounded(
         &self,
-        how: Send,
+        how: Write,
         size: usize,
         deadline: Instant,
         tell: bool,
@@ -133,18 +133,18 @@ impl Outbox {
         }
     }
 
-    /// Gets what was appended written: by this caller now (`Send::Now`) or by the writer task.
-    fn kick<'a>(&'a self, mut st: MutexGuard<'a, State>, how: Send) {
+    /// Gets what was appended written: by this caller now (`Write::Now`) or by the writer task.
+    fn kick<'a>(&'a self, mut st: MutexGuard<'a, State>, how: Write) {
         if st.writing {
             return;
         }
         st.writing = true;
         match how {
-            Send::Batched => {
+            Write::Batched => {
                 drop(st);
                 self.wake.notify_one();
             }
-            Send::Now => self.write_now(st),
+            Write::Now => self.write_now(st),
         }
     }
 

@@ -1,27 +1,38 @@
-//! The serving side of a link: reads frames in order and hands each message to the system before
-//! reading the next, so messages from one link reach each mailbox in the order they were sent.
+//! The serving side of a link: messages from one link reach each actor's mailbox in the order they
+//! were sent, while keep-alives and credit are answered at once.
 //!
-//! A tell is queued (waiting for room with the system's mailbox bound, which holds back the whole
-//! link: backpressure reaches the sender as a full link buffer); if it cannot be, it is a dead
-//! letter. An ask is queued the same way, then its reply is awaited on a task of its own and
-//! written back with its id; a `cancel` aborts that task, which drops the reply the actor would
-//! give (a mailbox that has not reached the ask skips it). A streamed reply sends items as the
-//! client grants credit. When the link ends, every task it started is aborted.
+//! The reader hands each message to the system in order. Usually the mailbox has room and that is
+//! done at once, on the reader. When it has not (the mailbox is full: the system waits for room at
+//! most its mailbox wait bound), that message and every later one **to the same actor** go to a
+//! delivery task of that actor's, which hands them over in order; messages to other actors, and
+//! `ping`, `credit` and `cancel`, go on. (FIFO is per sender→receiver pair: a full mailbox holds back
+//! its own actor's messages, not the link.) What waits in these backlogs is bounded in bytes
+//! ([`HttpConfig::link_buffer`]); when that is full the reader stops reading, and backpressure
+//! reaches the sender as a full link buffer.
+//!
+//! A tell that cannot be queued is a dead letter. An ask, once queued, has its reply awaited on a
+//! task of its own and written back with its id; a `cancel` aborts that task, which drops the reply
+//! the actor would give (a mailbox that has not reached the ask skips it), or skips the ask if it
+//! is still in a backlog. A streamed reply sends items as the client grants credit. When the link
+//! ends, every task it started is aborted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use pulsing_core::{InboundHandler, Message, MessageStream, PulsingError};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, Send};
+use super::outbox::{Outbox, Write};
 use super::{envelope_size, item_cost, too_large, STREAM_WINDOW};
 use crate::codec::link::{self as frames, LinkDecoder, LinkFrame, LINK_PREFACE};
 use crate::codec::WireError;
@@ -36,13 +47,22 @@ struct Answering {
 /// What the tasks of one served link share.
 struct Served {
     out: Outbox,
+    handler: Arc<dyn InboundHandler>,
     asks: Mutex<HashMap<u64, Answering>>,
     /// The largest message this node accepts.
     max_in: usize,
     /// The largest message the client accepts (its hello; this node's own limit until then).
     max_out: AtomicUsize,
-    /// The id of the last ask read (for `bye`).
+    /// The id of the last ask handed to the system (for `bye`).
     last_ask: AtomicU64,
+    /// The delivery backlogs, by actor: present while that actor's delivery task has messages.
+    backlogs: Mutex<HashMap<String, mpsc::UnboundedSender<Queued>>>,
+    /// Bytes the backlogs may still take.
+    room: Semaphore,
+    /// Asks cancelled while some backlog was not empty: skipped if still in one.
+    cancelled: Mutex<HashSet<u64>>,
+    /// The delivery tasks (aborted when the link ends).
+    deliveries: Mutex<Vec<AbortHandle>>,
 }
 
 impl Served {
@@ -50,13 +70,33 @@ impl Served {
         self.asks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn backlogs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Queued>>> {
+        self.backlogs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cancelled(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.cancelled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn reply_error(&self, id: u64, err: &PulsingError) {
         let e = WireError::from_error(err);
         let _ = self
             .out
-            .push(Send::Now, |b| frames::put_reply_error(b, id, &e));
+            .push(Write::Now, |b| frames::put_reply_error(b, id, &e));
     }
 }
+
+/// A message waiting in the delivery backlog, and the backlog bytes it holds.
+enum Queued {
+    /// Handed over already, waiting for room in the mailbox.
+    Started(Delivery, u32),
+    /// Not handed over yet.
+    Frame(LinkFrame, u32),
+}
+
+type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves a link on `stream`, whose first bytes are [`LINK_PREFACE`] (read here), until it ends or
 /// `shutdown` is cancelled.
@@ -71,61 +111,35 @@ pub(crate) async fn serve_link(
     if stream.read_exact(&mut preface).await.is_err() || &preface != LINK_PREFACE {
         return;
     }
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
     let served = Arc::new(Served {
         // Replies do not wait for room; the limit only matters to bounded senders, of which a
         // server has none.
         out: Outbox::new(wr, config.link_buffer),
+        handler,
         asks: Mutex::default(),
         max_in: config.max_message_size,
         max_out: AtomicUsize::new(config.max_message_size),
         last_ask: AtomicU64::new(0),
+        backlogs: Mutex::default(),
+        room: Semaphore::new(config.link_buffer),
+        cancelled: Mutex::default(),
+        deliveries: Mutex::default(),
     });
-    let max = config.max_message_size + super::FRAME_OVERHEAD;
-    let node = handler.node_id();
-    let _ = served.out.push(Send::Now, |b| {
+    let node = served.handler.node_id();
+    let _ = served.out.push(Write::Now, |b| {
         frames::put_hello(b, Some(node), Some(config.max_message_size as u64));
     });
-    let mut dec = LinkDecoder::new(max);
-    let read = async {
-        loop {
-            let mut delivered = false;
-            loop {
-                match dec.next_frame() {
-                    Ok(Some(frame)) => {
-                        delivered = true;
-                        if let Err(why) = serve_frame(&served, &handler, frame).await {
-                            handler.bad_link(peer, &why);
-                            return why;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let why = format!("bad link frame: {e}");
-                        handler.bad_link(peer, &why);
-                        return why;
-                    }
-                }
-            }
-            if delivered {
-                super::share_woken();
-            }
-            match rd.read_buf(&mut dec.buf).await {
-                Ok(0) => return "the peer closed the link".to_owned(),
-                Ok(_) => {}
-                Err(e) => return format!("reading the link failed: {e}"),
-            }
-        }
-    };
+    let dec = LinkDecoder::new(config.max_message_size + super::FRAME_OVERHEAD);
     let why = tokio::select! {
-        why = read => why,
+        why = read(&served, peer, rd, dec, config.link_buffer) => why,
         why = served.out.writer() => why,
         _ = shutdown.cancelled() => {
             // The system drained its actors before shutting the transport down: say which asks
-            // were read (those after were not delivered), give the replies time to be written,
-            // then close.
+            // were handed over (those after were not delivered), give the replies time to be
+            // written, then close.
             let last = served.last_ask.load(Ordering::Relaxed);
-            let _ = served.out.push(Send::Now, |b| frames::put_bye(b, last));
+            let _ = served.out.push(Write::Now, |b| frames::put_bye(b, last));
             tokio::select! {
                 _ = served.out.writer() => {}
                 _ = drain(&served) => {}
@@ -137,6 +151,160 @@ pub(crate) async fn serve_link(
     served.out.close(why);
     for (_, a) in served.asks().drain() {
         a.task.abort();
+    }
+    for d in served
+        .deliveries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
+        d.abort();
+    }
+}
+
+/// Reads frames until the link breaks or breaks the protocol; returns why.
+async fn read(
+    served: &Arc<Served>,
+    peer: SocketAddr,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut dec: LinkDecoder,
+    cap: usize,
+) -> String {
+    let handler = &served.handler;
+    loop {
+        let mut delivered = false;
+        loop {
+            let frame = match dec.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    let why = format!("bad link frame: {e}");
+                    handler.bad_link(peer, &why);
+                    return why;
+                }
+            };
+            let frame = match control(served, frame) {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
+                Err(why) => {
+                    handler.bad_link(peer, &why);
+                    return why;
+                }
+            };
+            delivered = true;
+            if let Err(why) = hand_over(served, frame, cap).await {
+                return why;
+            }
+        }
+        if delivered {
+            super::share_woken();
+        }
+        match rd.read_buf(&mut dec.buf).await {
+            Ok(0) => return "the peer closed the link".to_owned(),
+            Ok(_) => {}
+            Err(e) => return format!("reading the link failed: {e}"),
+        }
+    }
+}
+
+/// Hands a `tell` or `ask` over: at once if its actor has no backlog and its mailbox has room, else
+/// into its actor's backlog (waiting while the backlogs are full).
+async fn hand_over(served: &Arc<Served>, frame: LinkFrame, cap: usize) -> Result<(), String> {
+    let to = match &frame {
+        LinkFrame::Tell { to, .. } | LinkFrame::Ask { to, .. } => to.clone(),
+        _ => return Ok(()),
+    };
+    let cost = backlog_cost(&frame, cap);
+    let waiting = served.backlogs().contains_key(&to);
+    let queued = if waiting {
+        Queued::Frame(frame, cost)
+    } else {
+        let mut delivery: Delivery = Box::pin(deliver(served.clone(), frame));
+        if poll_once(&mut delivery).await {
+            return Ok(());
+        }
+        Queued::Started(delivery, cost)
+    };
+    match served.room.acquire_many(cost).await {
+        Ok(permit) => permit.forget(),
+        Err(_) => return Err("the delivery backlog closed".to_owned()),
+    }
+    // Only this reader adds to the backlogs, and a delivery task leaves the map under its lock
+    // only once its queue is empty, so a message sent here is never left behind.
+    let mut backlogs = served.backlogs();
+    match backlogs.get(&to) {
+        Some(tx) => {
+            let _ = tx.send(queued);
+        }
+        None => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(queued);
+            backlogs.insert(to.clone(), tx);
+            let task = tokio::spawn(deliver_backlog(served.clone(), to, rx));
+            let mut deliveries = served.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+            deliveries.retain(|d| !d.is_finished());
+            deliveries.push(task.abort_handle());
+        }
+    }
+    Ok(())
+}
+
+/// What a message holds of the backlogs: its size, and at most all of them.
+fn backlog_cost(frame: &LinkFrame, cap: usize) -> u32 {
+    let size = match frame {
+        LinkFrame::Tell { to, msg } | LinkFrame::Ask { to, msg, .. } => {
+            super::frame_size(to, &msg.msg_type, msg.payload.len())
+        }
+        _ => 64,
+    };
+    u32::try_from(size.min(cap)).unwrap_or(u32::MAX)
+}
+
+/// Polls `f` once; whether it completed.
+async fn poll_once(f: &mut Delivery) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx).is_ready())).await
+}
+
+/// The delivery task of actor `to`'s backlog: hands its messages over in order, each as soon as the
+/// mailbox has room (or its wait bound passed); ends, leaving the map, once the backlog is empty.
+async fn deliver_backlog(
+    served: Arc<Served>,
+    to: String,
+    mut backlog: mpsc::UnboundedReceiver<Queued>,
+) {
+    loop {
+        let queued = match backlog.try_recv() {
+            Ok(q) => q,
+            Err(_) => {
+                let mut backlogs = served.backlogs();
+                match backlog.try_recv() {
+                    Ok(q) => q,
+                    Err(_) => {
+                        backlogs.remove(&to);
+                        if backlogs.is_empty() {
+                            // No backlog left: no cancelled ask can still be in one.
+                            served.cancelled().clear();
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let cost = match queued {
+            Queued::Started(delivery, cost) => {
+                delivery.await;
+                cost
+            }
+            Queued::Frame(frame, cost) => {
+                let skip =
+                    matches!(&frame, LinkFrame::Ask { id, .. } if served.cancelled().remove(id));
+                if !skip {
+                    deliver(served.clone(), frame).await;
+                }
+                cost
+            }
+        };
+        served.room.add_permits(cost as usize);
     }
 }
 
@@ -155,28 +323,53 @@ async fn drain(served: &Served) {
     }
 }
 
-/// Serves one frame from the client; `Err` (why) closes the link.
-async fn serve_frame(
-    served: &Arc<Served>,
-    handler: &Arc<dyn InboundHandler>,
-    frame: LinkFrame,
-) -> Result<(), String> {
+/// Serves a frame that is not a message at once; returns a message (`tell`, `ask`) to deliver.
+/// `Err` (why) closes the link.
+fn control(served: &Served, frame: LinkFrame) -> Result<Option<LinkFrame>, String> {
+    match frame {
+        LinkFrame::Tell { .. } | LinkFrame::Ask { .. } => return Ok(Some(frame)),
+        LinkFrame::Hello { max_message, .. } => {
+            if let Some(max) = max_message {
+                let max = usize::try_from(max).unwrap_or(usize::MAX);
+                served.max_out.store(max, Ordering::Relaxed);
+            }
+        }
+        LinkFrame::Cancel { id } => {
+            if let Some(a) = served.asks().remove(&id) {
+                a.task.abort();
+            } else if !served.backlogs().is_empty() {
+                served.cancelled().insert(id);
+            }
+        }
+        LinkFrame::Credit { id, n } => {
+            if let Some(credit) = served.asks().get(&id).and_then(|a| a.credit.clone()) {
+                // Bounded, so a client granting absurd credit cannot overflow the semaphore.
+                let room = (STREAM_WINDOW as usize).saturating_sub(credit.available_permits());
+                credit.add_permits((n as usize).min(room));
+            }
+        }
+        LinkFrame::Ping => {
+            let _ = served.out.push(Write::Now, frames::put_pong);
+        }
+        other => return Err(format!("a client may not send {other:?}")),
+    }
+    Ok(None)
+}
+
+/// Hands a `tell` or `ask` to the system: a tell that cannot be queued is a dead letter; an ask once
+/// queued gets a task that awaits and writes its reply.
+async fn deliver(served: Arc<Served>, frame: LinkFrame) {
+    let handler = &served.handler;
     match frame {
         LinkFrame::Tell { to, msg } => {
             let size = envelope_size(&msg.msg_type, msg.payload.len());
             if size > served.max_in {
                 handler.dead_letter(&to, 1, &too_large(size, served.max_in, "this node's"));
-                return Ok(());
+                return;
             }
             let msg = Message::single(msg.msg_type, msg.payload);
             if let Err(e) = handler.tell(&to, msg).await {
                 handler.dead_letter(&to, 1, &e);
-            }
-        }
-        LinkFrame::Hello { max_message, .. } => {
-            if let Some(max) = max_message {
-                let max = usize::try_from(max).unwrap_or(usize::MAX);
-                served.max_out.store(max, Ordering::Relaxed);
             }
         }
         LinkFrame::Ask {
@@ -189,7 +382,7 @@ async fn serve_frame(
             let size = envelope_size(&msg.msg_type, msg.payload.len());
             if size > served.max_in {
                 served.reply_error(id, &too_large(size, served.max_in, "this node's"));
-                return Ok(());
+                return;
             }
             let msg = Message::single(msg.msg_type, msg.payload);
             let timeout = timeout_ms.map(Duration::from_millis);
@@ -214,24 +407,8 @@ async fn serve_frame(
                 Err(e) => served.reply_error(id, &e),
             }
         }
-        LinkFrame::Cancel { id } => {
-            if let Some(a) = served.asks().remove(&id) {
-                a.task.abort();
-            }
-        }
-        LinkFrame::Credit { id, n } => {
-            if let Some(credit) = served.asks().get(&id).and_then(|a| a.credit.clone()) {
-                // Bounded, so a client granting absurd credit cannot overflow the semaphore.
-                let room = (STREAM_WINDOW as usize).saturating_sub(credit.available_permits());
-                credit.add_permits((n as usize).min(room));
-            }
-        }
-        LinkFrame::Ping => {
-            let _ = served.out.push(Send::Now, frames::put_pong);
-        }
-        other => return Err(format!("a client may not send {other:?}")),
+        _ => {}
     }
-    Ok(())
 }
 
 /// Writes the reply of ask `id`: a single reply or error at once; a stream item by item, as the
@@ -252,9 +429,9 @@ async fn answer(
             // The only ask in flight on the link: written at once; among others, batched with
             // their replies (this ask's own entry is still in the map).
             let how = if served.asks().len() > 1 {
-                Send::Batched
+                Write::Batched
             } else {
-                Send::Now
+                Write::Now
             };
             let _ = served
                 .out
@@ -274,7 +451,7 @@ async fn answer(
     }
     if served
         .out
-        .push(Send::Now, |b| frames::put_stream(b, id))
+        .push(Write::Now, |b| frames::put_stream(b, id))
         .is_err()
     {
         return;
@@ -286,7 +463,7 @@ async fn answer(
                 let max = served.max_out.load(Ordering::Relaxed);
                 if size > max {
                     let e = WireError::from_error(&too_large(size, max, "the caller's"));
-                    let _ = served.out.push(Send::Now, |b| frames::put_fail(b, id, &e));
+                    let _ = served.out.push(Write::Now, |b| frames::put_fail(b, id, &e));
                     return;
                 }
                 // Sent once the client's window has room for it (an item larger than the window
@@ -299,7 +476,7 @@ async fn answer(
                     Err(_) => return,
                 }
                 // Batched: a stream is bulk traffic; the writer task sends what accumulated.
-                served.out.push(Send::Batched, |b| {
+                served.out.push(Write::Batched, |b| {
                     frames::put_item(b, id, &msg_type, &payload)
                 })
             }
@@ -307,16 +484,16 @@ async fn answer(
                 let e = WireError::from_error(&PulsingError::BadMessage(
                     "a stream item cannot itself be a stream".into(),
                 ));
-                let _ = served.out.push(Send::Now, |b| frames::put_fail(b, id, &e));
+                let _ = served.out.push(Write::Now, |b| frames::put_fail(b, id, &e));
                 return;
             }
             Some(Err(err)) => {
                 let e = WireError::from_error(&err);
-                let _ = served.out.push(Send::Now, |b| frames::put_fail(b, id, &e));
+                let _ = served.out.push(Write::Now, |b| frames::put_fail(b, id, &e));
                 return;
             }
             None => {
-                let _ = served.out.push(Send::Batched, |b| frames::put_end(b, id));
+                let _ = served.out.push(Write::Batched, |b| frames::put_end(b, id));
                 return;
             }
         };

@@ -96,8 +96,11 @@ fn a_frame_announced_over_the_limit_is_refused_before_its_body_arrives() {
     assert!(e.to_string().contains("exceeds the limit"), "{e}");
 }
 
+/// Writes one msgpack value.
+type Put<'a> = &'a dyn Fn(&mut Vec<u8>);
+
 /// One frame body from `(key, value)` pairs given as msgpack-encoded values.
-fn body(pairs: &[(&str, &dyn Fn(&mut Vec<u8>))]) -> Bytes {
+fn body(pairs: &[(&str, Put<'_>)]) -> Bytes {
     let mut out = Vec::new();
     rmp::encode::write_map_len(&mut out, pairs.len() as u32).unwrap();
     for (k, v) in pairs {
@@ -190,12 +193,7 @@ proptest! {
         let mut dec = LinkDecoder::new(4096);
         for c in chunks {
             dec.buf.extend_from_slice(&c);
-            loop {
-                match dec.next_frame() {
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = dec.next_frame() {}
         }
     }
 
