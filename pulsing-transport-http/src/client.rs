@@ -347,7 +347,18 @@ impl Client {
             }
             // An extra connection failed but one still works: use it (not one that closed
             // meanwhile: that would cost the call a second connect).
-            Err(e) => pick.filter(|c| !c.is_closed()).ok_or(e),
+            Err(e) => match pick.filter(|c| !c.is_closed()) {
+                Some(c) => Ok(c),
+                None => {
+                    // No connection to it: the peer leaves the pool (the next call makes a new
+                    // entry), so addresses that never answered leave nothing behind.
+                    let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    if peers.get(&addr).is_some_and(|p| p.pick().0 == 0) {
+                        peers.remove(&addr);
+                    }
+                    Err(e)
+                }
+            },
         }
     }
 

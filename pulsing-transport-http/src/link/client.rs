@@ -153,6 +153,30 @@ impl Slot {
     }
 }
 
+/// Removes a slot that got no link from the pool when dropped armed (its opening failed or was
+/// abandoned).
+struct UnusedSlot<'a> {
+    slots: &'a Mutex<HashMap<SocketAddr, Arc<Slot>>>,
+    addr: SocketAddr,
+    slot: &'a Arc<Slot>,
+    armed: bool,
+}
+
+impl Drop for UnusedSlot<'_> {
+    fn drop(&mut self) {
+        if !self.armed || self.slot.live().is_some() {
+            return;
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots
+            .get(&self.addr)
+            .is_some_and(|s| Arc::ptr_eq(s, self.slot))
+        {
+            slots.remove(&self.addr);
+        }
+    }
+}
+
 /// Every link of one transport.
 pub(crate) struct Links {
     config: HttpConfig,
@@ -223,31 +247,43 @@ impl Links {
         if self.shutdown.is_cancelled() {
             return Err(PulsingError::SystemShutdown);
         }
-        let slot = self.slot(addr);
-        if let Some(link) = slot.live() {
+        loop {
+            let slot = self.slot(addr);
+            if let Some(link) = slot.live() {
+                return Ok(link);
+            }
+            let _opening = tokio::time::timeout_at(deadline, slot.opening.lock())
+                .await
+                .map_err(|_| late(addr))?;
+            if !self.holds(addr, &slot) {
+                // Its link closed and the slot left the pool while we waited: use the pool's.
+                continue;
+            }
+            if let Some(link) = slot.live() {
+                return Ok(link);
+            }
+            // Keeps no slot for a peer we could not reach, or whose opening was abandoned (the
+            // caller dropped): the pool holds live peers only.
+            let mut unused = UnusedSlot {
+                slots: &self.slots,
+                addr,
+                slot: &slot,
+                armed: true,
+            };
+            let link = self.open(addr, deadline).await?;
+            *slot.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
+            unused.armed = false;
             return Ok(link);
         }
-        let _opening = tokio::time::timeout_at(deadline, slot.opening.lock())
-            .await
-            .map_err(|_| late(addr))?;
-        if let Some(link) = slot.live() {
-            return Ok(link);
-        }
-        let link = self.open(addr, deadline).await;
-        match link {
-            Ok(link) => {
-                *slot.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
-                Ok(link)
-            }
-            Err(e) => {
-                // Keep no slot for a peer we cannot reach (the pool holds live peers only).
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                if slots.get(&addr).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                    slots.remove(&addr);
-                }
-                Err(e)
-            }
-        }
+    }
+
+    /// Whether `slot` is still the pool's slot for `addr`.
+    fn holds(&self, addr: SocketAddr, slot: &Arc<Slot>) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&addr)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
     }
 
     /// Connects, sends the preface, reads the peer's hello, and starts the link's tasks.
@@ -508,15 +544,22 @@ impl LinkTasks {
         // Leave the pool: the next call opens a fresh link.
         if let Some(slots) = self.slots.upgrade() {
             let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
-            let ours = slots.get(&link.addr).is_some_and(|s| {
+            let ours = slots.get(&link.addr).cloned().filter(|s| {
                 s.link
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_ref()
                     .is_some_and(|l| Arc::ptr_eq(l, link))
             });
-            if ours {
-                slots.remove(&link.addr);
+            if let Some(slot) = ours {
+                // Someone opening a new link in this slot keeps it (and replaces the link);
+                // otherwise it leaves the pool. Either way one slot per peer, so one link.
+                match slot.opening.try_lock() {
+                    Ok(_idle) => {
+                        slots.remove(&link.addr);
+                    }
+                    Err(_) => *slot.link.lock().unwrap_or_else(|p| p.into_inner()) = None,
+                }
             }
         }
     }
