@@ -65,7 +65,7 @@ mod body;
 mod client;
 pub mod codec;
 mod config;
-mod link;
+pub mod link;
 pub mod protocol;
 mod server;
 
@@ -105,7 +105,7 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
 pub struct HttpTransport {
     config: HttpConfig,
     client: client::Client,
-    links: link::client::Links,
+    links: link::Links,
     shutdown: CancellationToken,
     /// The served connections, awaited (briefly) at shutdown so replies already given get out.
     connections: TaskTracker,
@@ -119,7 +119,7 @@ impl HttpTransport {
         let shutdown = CancellationToken::new();
         HttpTransport {
             client: client::Client::new(config.clone(), shutdown.clone()),
-            links: link::client::Links::new(config.clone(), shutdown.clone()),
+            links: link::Links::tcp(config.clone(), shutdown.clone()),
             config,
             shutdown,
             connections: TaskTracker::new(),

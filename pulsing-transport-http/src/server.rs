@@ -142,7 +142,7 @@ async fn serve_connection(
     match first_bytes(&stream, header_timeout).await {
         Opening::Link => {
             let state = &ctx.state;
-            return link::server::serve_link(
+            return link::serve_tcp_link(
                 stream,
                 ctx.peer,
                 state.handler.clone(),

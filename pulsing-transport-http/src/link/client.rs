@@ -8,21 +8,22 @@
 //! buffer, an ask a frame whose reply comes back with its id.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use pulsing_core::{InboundHandler, Message, MessageStream, NodeId, PulsingError, RemoteTarget};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, Refused, Write};
+use super::outbox::{LinkWriter, Outbox, Refused, Write};
 use super::{
     envelope_size, frame_size, item_cost, too_large, GONE_CHECK_TIMEOUT, STREAM_ITEMS,
     STREAM_WINDOW,
@@ -153,6 +154,55 @@ impl Slot {
     }
 }
 
+/// The reading half of a link's byte stream.
+pub type LinkReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A future a [`Dial`] returns.
+pub type Dialing<'a> = Pin<
+    Box<dyn Future<Output = Result<(LinkReader, Box<dyn LinkWriter>), PulsingError>> + Send + 'a>,
+>;
+
+/// Opens the byte stream of a new link to a peer: a TCP connection, a QUIC stream.
+///
+/// Errors are the transport's: [`PulsingError::NodeUnreachable`] with
+/// [`Delivery::NotDelivered`](pulsing_core::Delivery::NotDelivered) when nothing could be sent.
+/// [`Links`] then sends the preface and reads the peer's hello over it, as for any link.
+pub trait Dial: Send + Sync + 'static {
+    /// Opens a stream to `addr` by `by`.
+    fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_>;
+}
+
+/// Links over TCP, bounded by `connect_timeout`, with `TCP_NODELAY`.
+pub(crate) struct TcpDial {
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Dial for TcpDial {
+    fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_> {
+        Box::pin(async move {
+            let deadline = by;
+            let by = (Instant::now() + self.connect_timeout).min(deadline);
+            let stream = match tokio::time::timeout_at(by, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(not_sent(addr, format!("connect failed: {e}"))),
+                Err(_) if by < deadline => {
+                    return Err(not_sent(
+                        addr,
+                        format!("connect timed out after {:?}", self.connect_timeout),
+                    ))
+                }
+                Err(_) => return Err(late(addr)),
+            };
+            let _ = stream.set_nodelay(true);
+            let (rd, wr) = stream.into_split();
+            Ok((
+                Box::new(rd) as LinkReader,
+                Box::new(wr) as Box<dyn LinkWriter>,
+            ))
+        })
+    }
+}
+
 /// Removes a slot that got no link from the pool when dropped armed (its opening failed or was
 /// abandoned).
 struct UnusedSlot<'a> {
@@ -177,9 +227,10 @@ impl Drop for UnusedSlot<'_> {
     }
 }
 
-/// Every link of one transport.
-pub(crate) struct Links {
+/// Every link of one transport: one per peer address, opened on first use through its [`Dial`].
+pub struct Links {
     config: HttpConfig,
+    dial: Box<dyn Dial>,
     slots: Arc<Mutex<HashMap<SocketAddr, Arc<Slot>>>>,
     shutdown: CancellationToken,
     /// The system, for dead letters (set when the transport serves).
@@ -187,26 +238,38 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    pub(crate) fn new(config: HttpConfig, shutdown: CancellationToken) -> Links {
+    /// Links over TCP (the HTTP transport's own), with `config`'s limits and keep-alives.
+    pub(crate) fn tcp(config: HttpConfig, shutdown: CancellationToken) -> Links {
+        let dial = TcpDial {
+            connect_timeout: config.connect_timeout,
+        };
+        Links::new(config, Box::new(dial), shutdown)
+    }
+
+    /// Links opened through `dial`, with `config`'s limits, keep-alives and link settings; calls
+    /// fail with [`PulsingError::SystemShutdown`] once `shutdown` is cancelled.
+    pub fn new(config: HttpConfig, dial: Box<dyn Dial>, shutdown: CancellationToken) -> Links {
         Links {
             config,
+            dial,
             slots: Arc::default(),
             shutdown,
             handler: OnceLock::new(),
         }
     }
 
-    pub(crate) fn set_handler(&self, handler: Arc<dyn InboundHandler>) {
+    /// The system to report dead letters to (the transport's inbound handler).
+    pub fn set_handler(&self, handler: Arc<dyn InboundHandler>) {
         let _ = self.handler.set(handler);
     }
 
     /// Peer addresses with a slot in the pool (live links, or links being opened).
-    pub(crate) fn pooled(&self) -> usize {
+    pub fn pooled(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Closes every link (the transport shuts down).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         let slots: Vec<Arc<Slot>> = {
             let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             s.drain().map(|(_, slot)| slot).collect()
@@ -220,7 +283,7 @@ impl Links {
 
     /// Checks the link to `addr` with a PING now; if unanswered within [`GONE_CHECK_TIMEOUT`] it
     /// closes, failing its calls with `reason`. A peer that answers keeps its link.
-    pub(crate) fn peer_gone(&self, addr: SocketAddr, reason: &str) {
+    pub fn peer_gone(&self, addr: SocketAddr, reason: &str) {
         let slot = self
             .slots
             .lock()
@@ -286,34 +349,22 @@ impl Links {
             .is_some_and(|s| Arc::ptr_eq(s, slot))
     }
 
-    /// Connects, sends the preface, reads the peer's hello, and starts the link's tasks.
+    /// Opens the link's stream ([`Dial`]), sends the preface and this node's hello, reads the
+    /// peer's hello, and starts the link's tasks.
     ///
-    /// The TCP connect is bounded by the connect timeout; the hello, which the peer's transport
-    /// sends as it would answer a PING, by the keep-alive timeout (the connect timeout when
-    /// keep-alives are off); both by `deadline`. Nothing of a call is sent before the hello came.
+    /// The dial is bounded by `deadline` (and its own bounds, e.g. the connect timeout); the hello,
+    /// which the peer's transport sends as it would answer a ping, by the keep-alive timeout (the
+    /// connect timeout when keep-alives are off). Nothing of a call is sent before the hello came.
     async fn open(&self, addr: SocketAddr, deadline: Instant) -> Result<Arc<Link>, PulsingError> {
         let config = &self.config;
-        let bounded = |bound: Duration| (Instant::now() + bound).min(deadline);
-        let by = bounded(config.connect_timeout);
-        let mut stream = match tokio::time::timeout_at(by, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(not_sent(addr, format!("connect failed: {e}"))),
-            Err(_) if by < deadline => {
-                return Err(not_sent(
-                    addr,
-                    format!("connect timed out after {:?}", config.connect_timeout),
-                ))
-            }
-            Err(_) => return Err(late(addr)),
-        };
-        let _ = stream.set_nodelay(true);
+        let (mut rd, wr) = self.dial.dial(addr, deadline).await?;
         let max = config.max_message_size + super::FRAME_OVERHEAD;
         let mut decoder = LinkDecoder::new(max);
         let mut opening = frames::LINK_PREFACE.to_vec();
         let me = self.handler.get().map(|h| h.node_id());
         frames::put_hello(&mut opening, me, Some(config.max_message_size as u64));
         let hello = async {
-            stream.write_all(&opening).await?;
+            wr.write_all(&opening).await?;
             loop {
                 if let Some(frame) = decoder
                     .next_frame()
@@ -321,7 +372,7 @@ impl Links {
                 {
                     return Ok::<_, std::io::Error>(frame);
                 }
-                if stream.read_buf(&mut decoder.buf).await? == 0 {
+                if rd.read_buf(&mut decoder.buf).await? == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
             }
@@ -331,7 +382,7 @@ impl Links {
         } else {
             config.keepalive_timeout
         };
-        let by = bounded(hello_bound);
+        let by = (Instant::now() + hello_bound).min(deadline);
         let (node, max_message) = match tokio::time::timeout_at(by, hello).await {
             Ok(Ok(LinkFrame::Hello {
                 node: Some(node),
@@ -360,7 +411,6 @@ impl Links {
             }
             Err(_) => return Err(late(addr)),
         };
-        let (rd, wr) = stream.into_split();
         let max_message =
             max_message.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
         let link = Arc::new(Link {
@@ -418,7 +468,7 @@ impl Links {
     }
 
     /// Sends an ask on the link to `target.addr` and waits for its reply, at most `timeout`.
-    pub(crate) async fn ask(
+    pub async fn ask(
         &self,
         target: &RemoteTarget,
         msg: Message,
@@ -485,7 +535,7 @@ impl Links {
 
     /// Queues a tell on the link to `target.addr`, waiting for room (and for the link to open) at
     /// most `wait`.
-    pub(crate) async fn tell(
+    pub async fn tell(
         &self,
         target: &RemoteTarget,
         msg: Message,
@@ -524,7 +574,7 @@ struct LinkTasks {
 }
 
 impl LinkTasks {
-    async fn run(self, rd: OwnedReadHalf, decoder: LinkDecoder) {
+    async fn run(self, rd: LinkReader, decoder: LinkDecoder) {
         let link = &self.link;
         let why = tokio::select! {
             why = read_frames(link, rd, decoder) => why,
@@ -566,7 +616,7 @@ impl LinkTasks {
 }
 
 /// Reads and dispatches frames until the link breaks; returns why.
-async fn read_frames(link: &Arc<Link>, mut rd: OwnedReadHalf, mut dec: LinkDecoder) -> String {
+async fn read_frames(link: &Arc<Link>, mut rd: LinkReader, mut dec: LinkDecoder) -> String {
     loop {
         let mut delivered = false;
         loop {

@@ -1,15 +1,21 @@
-//! Node-to-node links (`docs/protocol.md` §8): one TCP connection per pair of nodes and direction,
-//! on the same port as HTTP, carrying asks, tells and their replies as length-prefixed msgpack
-//! frames, in order.
+//! Node-to-node links (`docs/protocol.md` §8): one ordered byte stream per pair of nodes and
+//! direction (a TCP connection on the HTTP port; a QUIC stream for the QUIC transport), carrying
+//! asks, tells and their replies as length-prefixed msgpack frames, in order.
 //!
-//! - [`client`]: the calling side, a pool of one link per peer address.
-//! - [`server`]: the serving side, entered from the HTTP server when a connection starts with the
-//!   link preface.
-//! - [`outbox`]: the shared sending side (ordered, batched, bounded).
+//! - [`Links`]: the calling side, a pool of one link per peer address, opened through a [`Dial`].
+//! - [`serve_link`]: the serving side, entered when a stream starts with the link preface.
+//! - `outbox`: the shared sending side (ordered, batched, bounded) over a [`LinkWriter`].
+//!
+//! Public so other transports carry the same links over their own streams.
 
-pub(crate) mod client;
+mod client;
 mod outbox;
-pub(crate) mod server;
+mod server;
+
+pub use client::{Dial, Dialing, LinkReader, Links};
+pub use outbox::LinkWriter;
+pub use server::serve_link;
+pub(crate) use server::serve_tcp_link;
 
 use std::time::Duration;
 

@@ -14,12 +14,53 @@
 //! tell or an ask waits for room up to its deadline. Replies and control frames do not wait (their
 //! volume is bounded by the asks that caused them), so a reader answering a PING never blocks.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// The sending half of a link's byte stream: a TCP socket, a QUIC stream.
+///
+/// [`Outbox`] writes through it from whichever task holds the buffer, never from two at once.
+pub trait LinkWriter: Send + Sync + 'static {
+    /// Writes what the stream takes now without waiting; `ErrorKind::WouldBlock` if nothing.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+
+    /// Writes all of `buf`, waiting for the stream as needed.
+    fn write_all<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>>;
+}
+
+impl LinkWriter for OwnedWriteHalf {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        OwnedWriteHalf::try_write(self, buf)
+    }
+
+    fn write_all<'a>(
+        &'a self,
+        mut bytes: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            while !bytes.is_empty() {
+                self.writable().await?;
+                match OwnedWriteHalf::try_write(self, bytes) {
+                    Ok(n) => bytes = &bytes[n..],
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+}
 
 /// How a frame is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +96,7 @@ struct State {
 /// The sending side of one link.
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    sock: OwnedWriteHalf,
+    sock: Box<dyn LinkWriter>,
     /// Wakes the writer task.
     wake: Notify,
     /// Wakes senders waiting for room.
@@ -66,7 +107,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// An outbox writing to `sock`, holding at most about `limit` unsent bytes from senders that
     /// wait for room. Run [`Outbox::writer`] on a task of its own.
-    pub(crate) fn new(sock: OwnedWriteHalf, limit: usize) -> Outbox {
+    pub(crate) fn new(sock: Box<dyn LinkWriter>, limit: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 buf: Vec::with_capacity(64 * 1024),
@@ -240,18 +281,8 @@ impl Outbox {
         }
     }
 
-    async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            self.sock.writable().await?;
-            match self.sock.try_write(bytes) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        self.sock.write_all(bytes).await
     }
 
     /// Closes the outbox: later pushes fail with `why`; what was not written is dropped. Returns

@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, Write};
+use super::client::LinkReader;
+use super::outbox::{LinkWriter, Outbox, Write};
 use super::{envelope_size, item_cost, too_large, STREAM_WINDOW};
 use crate::codec::link::{self as frames, LinkDecoder, LinkFrame, LINK_PREFACE};
 use crate::codec::WireError;
@@ -98,20 +99,34 @@ enum Queued {
 
 type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Serves a link on `stream`, whose first bytes are [`LINK_PREFACE`] (read here), until it ends or
-/// `shutdown` is cancelled.
-pub(crate) async fn serve_link(
-    mut stream: TcpStream,
+/// Serves a link on a TCP connection whose first bytes are [`LINK_PREFACE`] (read here).
+pub(crate) async fn serve_tcp_link(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<dyn InboundHandler>,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) {
+    let (rd, wr) = stream.into_split();
+    serve_link(Box::new(rd), Box::new(wr), peer, handler, config, shutdown).await;
+}
+
+/// Serves a link on a byte stream (a TCP connection, a QUIC stream) whose first bytes are
+/// [`LINK_PREFACE`] (read here, within the header read timeout), until it ends or `shutdown` is
+/// cancelled. Messages go to `handler`; `peer` is for logs and [`InboundHandler::bad_link`].
+pub async fn serve_link(
+    mut rd: LinkReader,
+    wr: Box<dyn LinkWriter>,
     peer: SocketAddr,
     handler: Arc<dyn InboundHandler>,
     config: HttpConfig,
     shutdown: CancellationToken,
 ) {
     let mut preface = [0u8; LINK_PREFACE.len()];
-    if stream.read_exact(&mut preface).await.is_err() || &preface != LINK_PREFACE {
+    let got = tokio::time::timeout(config.header_read_timeout, rd.read_exact(&mut preface)).await;
+    if !matches!(got, Ok(Ok(_))) || &preface != LINK_PREFACE {
         return;
     }
-    let (rd, wr) = stream.into_split();
     let served = Arc::new(Served {
         // Replies do not wait for room; the limit only matters to bounded senders, of which a
         // server has none.
@@ -166,7 +181,7 @@ pub(crate) async fn serve_link(
 async fn read(
     served: &Arc<Served>,
     peer: SocketAddr,
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: LinkReader,
     mut dec: LinkDecoder,
     cap: usize,
 ) -> String {
