@@ -50,11 +50,11 @@ fmt-check:
 
 clippy:
 	@$(call ensure,clippy,clippy)
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features pulsing/quic -- -D warnings
 
 cargo-test:
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	$(CARGO) test --workspace --all-targets --features pulsing/quic
+	$(CARGO) test --workspace --doc --features pulsing/quic
 
 venv: $(VENV_STAMP)
 

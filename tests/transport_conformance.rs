@@ -87,6 +87,17 @@ conformance_suite!(http, |max_message_size| {
     ))
 });
 
+#[cfg(feature = "quic")]
+conformance_suite!(quic, |max_message_size| {
+    std::sync::Arc::new(
+        pulsing::quic::QuicTransport::new(
+            pulsing::quic::QuicConfig::default()
+                .http(pulsing::http::HttpConfig::default().max_message_size(max_message_size)),
+        )
+        .expect("a QUIC transport"),
+    )
+});
+
 // --- 1. single replies ----------------------------------------------------------------------------
 
 /// An ask returns the actor's reply: type and payload intact, from empty to 1 MiB, any bytes.

@@ -1,13 +1,276 @@
-//! QUIC transport for Pulsing.
+//! The QUIC transport of Pulsing: [`QuicTransport`] implements [`pulsing_core::Transport`] over
+//! quinn 0.11 (rustls, ring).
 //!
-//! This crate will implement [`pulsing_core::Transport`] over quinn 0.11: one bidirectional QUIC stream
-//! per ask, the same envelope and stream-frame encoding as the HTTP transport (see `docs/protocol.md`),
-//! and gossip packets as unreliable datagrams. It is the optional fast path, enabled by the facade's
-//! `quic` feature, and is benchmarked side by side with the HTTP transport.
+//! - **Same messages, same framing**: node-to-node asks and tells travel on links
+//!   (`docs/protocol.md` §8), each link one bidirectional QUIC stream on the one connection to its
+//!   peer; gossip exchanges use a stream each (§9). So a cluster whose nodes all use QUIC needs no
+//!   TCP between them.
+//! - **Both doors**: a QUIC node serves QUIC on UDP port P and the HTTP transport (HTTP v1, `curl`,
+//!   `/health`, `/metrics`, TCP links) on TCP port P. Calls to a peer that does not answer a QUIC
+//!   handshake within [`QuicConfig::handshake_timeout`] go over TCP for
+//!   [`QuicConfig::fallback_for`], so a cluster mixing QUIC and HTTP-only nodes works.
+//! - **TLS**: QUIC always encrypts. By default each node makes a self-signed certificate at start
+//!   and accepts any peer's: encrypted, **not authenticated**. [`Tls::custom`] replaces both sides.
 //!
-//! It does not hold any actor or membership logic.
+//! # Examples
 //!
-//! Status: not implemented yet; the crate builds so the workspace and the `quic` feature are in place.
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pulsing_core::PulsingError> {
+//! use pulsing_core::ActorSystem;
+//! use pulsing_transport_quic::{QuicConfig, QuicTransport};
+//!
+//! let system = ActorSystem::builder()
+//!     .addr("127.0.0.1:0")
+//!     .transport(QuicTransport::new(QuicConfig::default())?)
+//!     .build()
+//!     .await?;
+//! println!("QUIC on udp/{0}, HTTP on tcp/{0}", system.addr().expect("serves"));
+//! system.shutdown().await;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
+mod config;
+mod net;
+mod serve;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget};
+use pulsing_transport_http::link::Links;
+use pulsing_transport_http::HttpTransport;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::QuicConfig;
 pub use pulsing_core::Transport;
+pub use tls::{Tls, ALPN};
+
+use net::{Net, QuicDial};
+
+/// The QUIC transport: QUIC on UDP port P for node-to-node calls and gossip, the HTTP transport on
+/// TCP port P for everything else (see the crate docs).
+pub struct QuicTransport {
+    net: Arc<Net>,
+    links: Links,
+    http: HttpTransport,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    bound: OnceLock<SocketAddr>,
+    serving: AtomicBool,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("config", &self.net.config)
+            .field("bound", &self.bound.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuicTransport {
+    /// A transport with `config`. Nothing is bound until the system calls [`Transport::serve`].
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if the TLS configuration cannot be made.
+    pub fn new(config: QuicConfig) -> Result<QuicTransport, PulsingError> {
+        let shutdown = CancellationToken::new();
+        let http = HttpTransport::new(config.http.clone());
+        let net = Arc::new(Net::new(config)?);
+        let links = Links::new(
+            net.config.http.clone(),
+            Box::new(QuicDial(net.clone())),
+            shutdown.clone(),
+        );
+        Ok(QuicTransport {
+            net,
+            links,
+            http,
+            shutdown,
+            tasks: TaskTracker::new(),
+            bound: OnceLock::new(),
+            serving: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &QuicConfig {
+        &self.net.config
+    }
+
+    /// The address served (UDP for QUIC, TCP for HTTP, same port), once [`Transport::serve`]
+    /// returned.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
+
+    /// Peers the transport keeps state for (QUIC links and connections, and the TCP door's pool);
+    /// for tests and diagnostics.
+    pub fn pooled_peers(&self) -> usize {
+        self.links.pooled() + self.net.pooled() + self.http.pooled_peers()
+    }
+
+    /// Runs `quic` unless `addr` lately did not answer QUIC; then, or when `quic` fails because
+    /// the peer does not answer QUIC (nothing was sent), runs `tcp` with the time left.
+    async fn either<T, Q, H>(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        quic: Q,
+        tcp: impl FnOnce(Duration) -> H,
+    ) -> Result<T, PulsingError>
+    where
+        Q: std::future::Future<Output = Result<T, PulsingError>>,
+        H: std::future::Future<Output = Result<T, PulsingError>>,
+    {
+        let started = Instant::now();
+        if self.net.prefers_tcp(addr) {
+            return tcp(timeout).await;
+        }
+        match quic.await {
+            Err(e)
+                if self.net.prefers_tcp(addr)
+                    && e.delivery() == pulsing_core::Delivery::NotDelivered =>
+            {
+                tcp(timeout.saturating_sub(started.elapsed())).await
+            }
+            r => r,
+        }
+    }
+}
+
+/// A copy of a single message (cheap: the payload is shared), for the TCP door if QUIC is not
+/// answered; `None` for a stream, which neither door sends.
+fn spare(msg: &Message) -> Option<Message> {
+    match msg {
+        Message::Single { msg_type, payload } => {
+            Some(Message::single(msg_type.clone(), payload.clone()))
+        }
+        Message::Stream(_) => None,
+    }
+}
+
+#[async_trait]
+impl Transport for QuicTransport {
+    fn name(&self) -> &'static str {
+        "quic"
+    }
+
+    /// Serves HTTP on TCP `addr` and QUIC on UDP at the same address and port.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if either cannot be bound or this transport already serves.
+    async fn serve(
+        &self,
+        addr: SocketAddr,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<SocketAddr, PulsingError> {
+        if self.serving.swap(true, Ordering::AcqRel) {
+            return Err(PulsingError::Config(
+                "this QuicTransport already serves an address; use one transport per system".into(),
+            ));
+        }
+        self.links.set_handler(handler.clone());
+        let bound = self.http.serve(addr, handler.clone()).await?;
+        let endpoint = self.net.bind(bound)?;
+        self.tasks.spawn(serve::accept_loop(
+            endpoint,
+            self.net.clone(),
+            handler,
+            self.shutdown.clone(),
+            self.tasks.clone(),
+        ));
+        let _ = self.bound.set(bound);
+        Ok(bound)
+    }
+
+    async fn ask(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, PulsingError> {
+        if self.net.prefers_tcp(target.addr) {
+            return self.http.ask(target, msg, timeout).await;
+        }
+        // The message goes to one door only; kept aside for the TCP door if QUIC is not answered.
+        let spare = spare(&msg);
+        self.either(
+            target.addr,
+            timeout,
+            self.links.ask(target, msg, timeout),
+            |left| async move {
+                match spare {
+                    Some(m) => self.http.ask(target, m, left).await,
+                    None => Err(PulsingError::BadMessage("a streamed request".into())),
+                }
+            },
+        )
+        .await
+    }
+
+    async fn tell(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), PulsingError> {
+        if self.net.prefers_tcp(target.addr) {
+            return self.http.tell(target, msg, timeout).await;
+        }
+        let spare = spare(&msg);
+        self.either(
+            target.addr,
+            timeout,
+            self.links.tell(target, msg, timeout),
+            |left| async move {
+                match spare {
+                    Some(m) => self.http.tell(target, m, left).await,
+                    None => Err(PulsingError::BadMessage("a streamed request".into())),
+                }
+            },
+        )
+        .await
+    }
+
+    async fn gossip(
+        &self,
+        to: SocketAddr,
+        packet: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, PulsingError> {
+        let from = self.local_addr();
+        let spare = packet.clone();
+        self.either(
+            to,
+            timeout,
+            self.net.gossip(to, packet, from, timeout),
+            |left| self.http.gossip(to, spare, left),
+        )
+        .await
+    }
+
+    async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.links.clear();
+        self.http.shutdown().await;
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_millis(1500), self.tasks.wait()).await;
+        self.net.close();
+    }
+
+    fn peer_gone(&self, addr: SocketAddr, reason: &str) {
+        self.links.peer_gone(addr, reason);
+        self.http.peer_gone(addr, reason);
+    }
+}

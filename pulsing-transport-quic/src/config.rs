@@ -1,0 +1,89 @@
+//! [`QuicConfig`]: the QUIC transport's settings, tuned for a LAN.
+
+use std::time::Duration;
+
+use pulsing_transport_http::HttpConfig;
+
+use crate::tls::Tls;
+
+/// Settings of a [`QuicTransport`](crate::QuicTransport).
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | [`http`](Self::http) | `HttpConfig::default()` | the TCP door (HTTP v1, links to HTTP-only peers) and the link settings shared by both doors: message limit, keep-alive interval and timeout, link buffer, idle links |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 1 s | a QUIC handshake with a peer; a peer that does not answer is called over TCP (HTTP-only node) for [`fallback_for`](Self::fallback_for) |
+/// | [`fallback_for`](Self::fallback_for) | 60 s | how long a peer that did not answer QUIC is called over TCP before QUIC is tried again |
+/// | [`idle_timeout`](Self::idle_timeout) | 4 s | a QUIC connection with no packet from the peer for this long is closed (its links fail) |
+/// | [`keep_alive`](Self::keep_alive) | 1 s | QUIC PINGs on every connection (below the idle timeout, so a live peer's connection never idles out) |
+/// | [`stream_window`](Self::stream_window) | 4 MiB | per-stream receive window |
+/// | [`connection_window`](Self::connection_window) | 16 MiB | per-connection receive window |
+/// | [`max_streams`](Self::max_streams) | 256 | concurrent bidirectional streams a peer may open (one per link and per gossip exchange) |
+///
+/// A silent peer (stopped process, cut link) fails the calls on its links by the link keep-alive
+/// (interval + timeout of [`http`](Self::http), 4 s by default) or the QUIC idle timeout, whichever
+/// comes first.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QuicConfig {
+    /// The TCP door and the link settings.
+    pub http: HttpConfig,
+    /// Bound on a QUIC handshake.
+    pub handshake_timeout: Duration,
+    /// How long a peer that did not answer QUIC is called over TCP.
+    pub fallback_for: Duration,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval.
+    pub keep_alive: Duration,
+    /// Per-stream receive window, bytes.
+    pub stream_window: u32,
+    /// Per-connection receive window, bytes.
+    pub connection_window: u32,
+    /// Concurrent bidirectional streams a peer may open.
+    pub max_streams: u32,
+    /// TLS; `None`: a self-signed certificate made at start, any peer accepted
+    /// ([`Tls::self_signed`]).
+    pub tls: Option<Tls>,
+}
+
+impl Default for QuicConfig {
+    fn default() -> QuicConfig {
+        QuicConfig {
+            http: HttpConfig::default(),
+            handshake_timeout: Duration::from_secs(1),
+            fallback_for: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(4),
+            keep_alive: Duration::from_secs(1),
+            stream_window: 4 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
+            max_streams: 256,
+            tls: None,
+        }
+    }
+}
+
+impl QuicConfig {
+    /// Sets [`http`](Self::http).
+    pub fn http(mut self, http: HttpConfig) -> QuicConfig {
+        self.http = http;
+        self
+    }
+
+    /// Sets [`tls`](Self::tls).
+    pub fn tls(mut self, tls: Tls) -> QuicConfig {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> QuicConfig {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn idle_timeout(mut self, timeout: Duration) -> QuicConfig {
+        self.idle_timeout = timeout;
+        self
+    }
+}

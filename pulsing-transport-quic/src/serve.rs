@@ -1,0 +1,151 @@
+//! The serving side of QUIC: accepts connections (ALPN `pulsing/1` only), then streams; a stream
+//! starting with the link preface is served as a link, one starting with the gossip preface as a
+//! gossip exchange, anything else is refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pulsing_core::InboundHandler;
+use pulsing_transport_http::codec::link::LINK_PREFACE;
+use pulsing_transport_http::link::{serve_link, LinkReader, LinkWriter};
+use quinn::VarInt;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::net::{self, Net, QuicWriter, GOSSIP_PREFACE};
+use crate::tls::ALPN;
+
+/// Accepts connections on `endpoint` until `shutdown`.
+pub(crate) async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    net: Arc<Net>,
+    handler: Arc<dyn InboundHandler>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        tasks.spawn(serve_connection(
+            incoming,
+            net.clone(),
+            handler.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    net: Arc<Net>,
+    handler: Arc<dyn InboundHandler>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let peer = incoming.remote_address();
+    let conn = match tokio::time::timeout(net.config.handshake_timeout * 3, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "QUIC handshake refused or failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "QUIC handshake did not finish in time");
+            return;
+        }
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() != Some(ALPN) {
+        conn.close(VarInt::from_u32(1), b"ALPN pulsing/1 required");
+        return;
+    }
+    loop {
+        let (send, recv) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = conn.accept_bi() => match s {
+                Ok(pair) => pair,
+                Err(_) => return,
+            },
+        };
+        tasks.spawn(serve_stream(
+            send,
+            recv,
+            peer,
+            net.clone(),
+            handler.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    peer: SocketAddr,
+    net: Arc<Net>,
+    handler: Arc<dyn InboundHandler>,
+    shutdown: CancellationToken,
+) {
+    let http = &net.config.http;
+    let mut head = [0u8; 16];
+    let read = tokio::time::timeout(http.header_read_timeout, recv.read_exact(&mut head)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        let _ = recv.stop(VarInt::from_u32(1));
+        return;
+    }
+    if &head == LINK_PREFACE {
+        // The link reads its preface itself: give it back in front of the stream.
+        let rd: LinkReader = Box::new(std::io::Cursor::new(head).chain(recv));
+        let writer = QuicWriter::new(send);
+        let stream = writer.handle();
+        let wr: Box<dyn LinkWriter> = Box::new(writer);
+        serve_link(rd, wr, peer, handler, http.clone(), shutdown).await;
+        // What the link wrote last (replies drained at shutdown, its bye) reaches the peer
+        // before the connection closes.
+        net::finish(&stream, std::time::Duration::from_secs(1)).await;
+    } else if &head == GOSSIP_PREFACE {
+        let max = http.max_message_size;
+        let exchange = async {
+            let mut len = [0u8; 2];
+            recv.read_exact(&mut len).await.ok()?;
+            let mut from = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            recv.read_exact(&mut from).await.ok()?;
+            let mut len = [0u8; 4];
+            recv.read_exact(&mut len).await.ok()?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len > max {
+                return None;
+            }
+            let mut packet = vec![0u8; len];
+            recv.read_exact(&mut packet).await.ok()?;
+            let from = std::str::from_utf8(&from)
+                .ok()
+                .and_then(|s| s.parse::<SocketAddr>().ok())
+                .unwrap_or(peer);
+            let answer = handler.gossip(Some(from), packet.into()).await.ok()?;
+            send.write_all(&answer).await.ok()?;
+            send.finish().ok()
+        };
+        if tokio::time::timeout(http.body_read_timeout, exchange)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            let _ = send.reset(VarInt::from_u32(1));
+        }
+    } else {
+        let _ = send.reset(VarInt::from_u32(1));
+        let _ = recv.stop(VarInt::from_u32(1));
+    }
+}
