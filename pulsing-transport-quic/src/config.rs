@@ -1,10 +1,16 @@
 //! [`QuicConfig`]: the QUIC transport's settings, tuned for a LAN.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pulsing_transport_http::HttpConfig;
 
 use crate::tls::Tls;
+
+/// Wraps the endpoint's UDP socket (fault injection in tests: loss, delay): given quinn's socket,
+/// returns the one the endpoint uses.
+pub type SocketWrapper =
+    Arc<dyn Fn(Arc<dyn quinn::AsyncUdpSocket>) -> Arc<dyn quinn::AsyncUdpSocket> + Send + Sync>;
 
 /// Settings of a [`QuicTransport`](crate::QuicTransport).
 ///
@@ -22,7 +28,7 @@ use crate::tls::Tls;
 /// A silent peer (stopped process, cut link) fails the calls on its links by the link keep-alive
 /// (interval + timeout of [`http`](Self::http), 4 s by default) or the QUIC idle timeout, whichever
 /// comes first.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QuicConfig {
     /// The TCP door and the link settings.
@@ -44,6 +50,25 @@ pub struct QuicConfig {
     /// TLS; `None`: a self-signed certificate made at start, any peer accepted
     /// ([`Tls::self_signed`]).
     pub tls: Option<Tls>,
+    /// Wraps the UDP socket (tests: packet loss); `None` in production.
+    pub socket_wrapper: Option<SocketWrapper>,
+}
+
+impl std::fmt::Debug for QuicConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicConfig")
+            .field("http", &self.http)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("fallback_for", &self.fallback_for)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .field("stream_window", &self.stream_window)
+            .field("connection_window", &self.connection_window)
+            .field("max_streams", &self.max_streams)
+            .field("tls", &self.tls)
+            .field("socket_wrapper", &self.socket_wrapper.is_some())
+            .finish()
+    }
 }
 
 impl Default for QuicConfig {
@@ -58,6 +83,7 @@ impl Default for QuicConfig {
             connection_window: 16 * 1024 * 1024,
             max_streams: 256,
             tls: None,
+            socket_wrapper: None,
         }
     }
 }
@@ -72,6 +98,12 @@ impl QuicConfig {
     /// Sets [`tls`](Self::tls).
     pub fn tls(mut self, tls: Tls) -> QuicConfig {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`socket_wrapper`](Self::socket_wrapper).
+    pub fn socket_wrapper(mut self, wrap: SocketWrapper) -> QuicConfig {
+        self.socket_wrapper = Some(wrap);
         self
     }
 

@@ -49,8 +49,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::QuicConfig;
+pub use config::{QuicConfig, SocketWrapper};
 pub use pulsing_core::Transport;
+/// quinn, re-exported so a [`SocketWrapper`] implements its `AsyncUdpSocket`.
+pub use quinn;
 pub use tls::{Tls, ALPN};
 
 use net::{Net, QuicDial};

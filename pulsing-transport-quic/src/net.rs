@@ -97,10 +97,32 @@ impl Net {
 
     /// Binds the serving endpoint (UDP `addr`).
     pub(crate) fn bind(&self, addr: SocketAddr) -> Result<quinn::Endpoint, PulsingError> {
-        let endpoint = quinn::Endpoint::server(self.server_config()?, addr)
-            .map_err(|e| PulsingError::Config(format!("cannot bind UDP {addr} for QUIC: {e}")))?;
+        let endpoint = self.make_endpoint(addr, Some(self.server_config()?))?;
         let _ = self.endpoint.set(endpoint.clone());
         Ok(self.endpoint.get().cloned().unwrap_or(endpoint))
+    }
+
+    /// An endpoint on UDP `addr` (through the socket wrapper, if any).
+    fn make_endpoint(
+        &self,
+        addr: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+    ) -> Result<quinn::Endpoint, PulsingError> {
+        let cannot =
+            |e: io::Error| PulsingError::Config(format!("cannot bind UDP {addr} for QUIC: {e}"));
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = std::net::UdpSocket::bind(addr).map_err(cannot)?;
+        let mut socket = runtime.wrap_udp_socket(socket).map_err(cannot)?;
+        if let Some(wrap) = &self.config.socket_wrapper {
+            socket = wrap(socket);
+        }
+        quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            server,
+            socket,
+            runtime,
+        )
+        .map_err(cannot)
     }
 
     /// The endpoint calls go out from: the serving one, or a client-only one made on first use.
@@ -113,8 +135,7 @@ impl Net {
         } else {
             "[::]:0".parse().expect("an address")
         };
-        let endpoint = quinn::Endpoint::client(any)
-            .map_err(|e| PulsingError::Config(format!("cannot bind UDP for QUIC: {e}")))?;
+        let endpoint = self.make_endpoint(any, None)?;
         let _ = self.endpoint.set(endpoint);
         Ok(self.endpoint.get().cloned().expect("just set"))
     }
