@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `http` | yes | `pulsing-transport-http`: the HTTP/1.1 + h2c transport (`POST /actor/{name}`) |
 //! | `cluster` | yes | `pulsing-cluster`: SWIM membership and the cluster-wide actor registry |
-//! | `quic` | no | `pulsing-transport-quic`: the QUIC fast path |
+//! | `quic` | no | `pulsing-transport-quic`: QUIC on UDP port P beside HTTP on TCP port P (`system_builder().transport(quic::QuicTransport::new(quic::QuicConfig::default())?)`) |
 //! | `full` | no | all of the above |
 //!
 //! With no features it is the single-process runtime of [`pulsing_core`].
