@@ -32,11 +32,17 @@ help:
 	@echo "make venv    create .venv with maturin, pytest, pytest-timeout, msgpack, mypy, ruff"
 	@echo "make clean   remove target/, .venv and Python build leftovers"
 
+# Each counter runs over HTTP, then over QUIC; the Rust one is built once, with the facade's `quic`
+# feature, for both runs.
 demo: py-build
-	@echo "== Rust: distributed counter, seed + joining node as two OS processes =="
-	$(CARGO) run --release --example distributed_counter
-	@echo "== Python: the remote actors guide's distributed counter, two OS processes =="
-	$(VENV)/bin/python examples/python/distributed_counter.py
+	@echo "== Rust: distributed counter, seed + joining node as two OS processes, over HTTP =="
+	$(CARGO) run --release --features quic --example distributed_counter -- --transport http
+	@echo "== Rust: the same over QUIC =="
+	$(CARGO) run --release --features quic --example distributed_counter -- --transport quic
+	@echo "== Python: the remote actors guide's distributed counter, two OS processes, over HTTP =="
+	$(VENV)/bin/python examples/python/distributed_counter.py --transport http
+	@echo "== Python: the same over QUIC (SystemConfig...with_transport(\"quic\")) =="
+	$(VENV)/bin/python examples/python/distributed_counter.py --transport quic
 
 test: tools fmt-check clippy cargo-test py-test py-lint
 

@@ -4,10 +4,14 @@
 //! cargo run --release --example bench -- --scenario local [--ops N] [--runtime multi|current]
 //! cargo run --release --example bench -- --scenario remote --transport http [--ops N]
 //!     [--runtime split|process|multi|current]
+//! cargo run --release --example bench --features quic -- --scenario remote --transport http,quic
 //! ```
 //!
 //! `--scenario` also takes one part of `local` or `remote` (`local_ask`, `remote_tell`, ...).
 //! `--ops N` sets the operations of every scenario run (default: per scenario, below).
+//! `--transport` (remote only; default `http`) takes `http`, `quic` (needs `--features quic`) or a
+//! comma-separated list: each transport runs every remote scenario in a block of its own, on fresh
+//! nodes, one block after the other; every line says its `"transport"`.
 //!
 //! Scenarios:
 //! - `local`: `local_ask` (sequential asks to an echo actor in the same process: ops/s, p50, p99;
@@ -34,6 +38,12 @@
 //!     least the failed tells; 0 expected)). If after 2 s fewer than 100,000 a second were sent, it
 //!     stops there: `ops` is what was sent and `"stopped_early":true`.
 //!   - `remote_stream` (one streamed reply of 500,000 items: items/s).
+//! - `remote` with `--transport quic`: the same, each system with a `QuicTransport` (links ride
+//!   QUIC streams over UDP on 127.0.0.1; the `tcp_floor` is still TCP, measured in that block's
+//!   rounds). With `--runtime process` the server process serves the same transport. When both
+//!   `http` and `quic` ran, a last line `{"scenario":"compare","quic_vs_http":{..}}` gives QUIC's
+//!   figures over HTTP's: `remote_ask_p50` (below 1: QUIC is faster), `remote_ask_concurrent`,
+//!   `remote_tell` and `remote_stream` (rates: above 1, QUIC is faster).
 //!
 //! Latencies are measured per operation with `Instant::now()` around each ask (the two clock reads,
 //! ~40 ns, are included in the figures). The first 10% of operations are a warm-up and not counted.
@@ -87,8 +97,9 @@ fn parse_args() -> Args {
             "--transport" => args.transport = val(),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: bench --scenario local|remote|<one of their parts> [--transport http] \
-                     [--ops N] [--runtime multi|current|split|process]; see the doc comment of \
+                    "usage: bench --scenario local|remote|<one of their parts> \
+                     [--transport http|quic|http,quic] [--ops N] \
+                     [--runtime multi|current|split|process]; see the doc comment of \
                      examples/bench.rs"
                 );
                 std::process::exit(0);
@@ -180,12 +191,12 @@ mod remote;
 fn main() {
     let args = parse_args();
     if args.scenario.starts_with("remote") || ["tcp_floor", "__serve"].contains(&&*args.scenario) {
-        if args.transport != "http" {
-            eprintln!("unknown transport {}; available: http", args.transport);
+        let transports = remote::parse_transports(&args.transport).unwrap_or_else(|e| {
+            eprintln!("bench: {e}");
             std::process::exit(2);
-        }
+        });
         let runtime = args.runtime.as_deref().unwrap_or("split");
-        remote::main(&args.scenario, args.ops, runtime);
+        remote::main(&args.scenario, args.ops, runtime, &transports);
         return;
     }
     let runtime = args.runtime.unwrap_or_else(|| "multi".into());

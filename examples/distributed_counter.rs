@@ -1,10 +1,18 @@
-//! The distributed counter of the remote actors guide, across two OS processes over HTTP.
+//! The distributed counter of the remote actors guide, across two OS processes over HTTP or QUIC.
 //!
 //! ```text
 //! cargo run --example distributed_counter                            # or: make demo (both sides)
 //! cargo run --example distributed_counter -- --seed 9000             # node 1: serves the counter
 //! cargo run --example distributed_counter -- --join 127.0.0.1:9000   # node 2: finds it, calls it
+//! cargo run --example distributed_counter --features quic -- --transport quic   # both, over QUIC
 //! ```
+//!
+//! `--transport http|quic` (default `http`, before or after the other arguments) picks the
+//! transport of the node it starts, and of the seed child when both sides run: `http` is the
+//! facade's default (`pulsing::system_builder()`), `quic` passes a
+//! `pulsing::quic::QuicTransport` (QUIC on UDP port P, HTTP on TCP port P; it needs the facade's
+//! `quic` feature). The two sides may use different transports: a QUIC node calls an HTTP-only
+//! node over TCP.
 //!
 //! The join side is given nothing but the seed's address: it joins the cluster through it
 //! (`pulsing::system_builder().addr(..).seeds([seed])`) and finds the counter by name with
@@ -12,10 +20,12 @@
 //! (served on `127.0.0.1`) or `ip:port` (`0.0.0.0:9000` serves on every interface and advertises
 //! the host's address); `--join` takes `host:port`, where the host may be a DNS name.
 //!
-//! With no arguments the program runs itself twice: it starts `--seed 0` as a child process, waits
-//! for its `ready <addr>` line, runs the join side against that address, then kills the seed
-//! (`kill -9`) and shows that an ask to the dead node fails at once with a typed error. It exits
-//! non-zero if any expectation fails.
+//! With no arguments (or only `--transport`) the program runs itself twice: it starts `--seed 0` as
+//! a child process, waits for its `ready <addr>` line, runs the join side against that address,
+//! then kills the seed (`kill -9`) and shows that an ask to the dead node fails with a typed error
+//! well within the ask timeout: at once over HTTP (the kernel resets the dead process's TCP
+//! connections), after the link keep-alive over QUIC (about 4 s: nothing tells a QUIC endpoint
+//! that the process behind a UDP port is gone). It exits non-zero if any expectation fails.
 //!
 //! A public actor `counter` holds an `i64` and answers:
 //!
@@ -33,8 +43,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use pulsing::{
-    Actor, ActorError, ActorRef, ActorSystem, Context, Message, MessageStream, PulsingError,
-    SpawnOptions,
+    Actor, ActorError, ActorRef, ActorSystem, ActorSystemBuilder, Context, Message, MessageStream,
+    PulsingError, SpawnOptions,
 };
 
 struct DistributedCounter {
@@ -100,13 +110,72 @@ fn expect(ok: bool, what: String) -> Result<(), PulsingError> {
 
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The transport a node serves and calls with, from `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransportChoice {
+    /// `http`: the facade's default transport.
+    Http,
+    /// `quic`: QUIC on UDP port P, HTTP on TCP port P.
+    #[cfg(feature = "quic")]
+    Quic,
+}
+
+impl TransportChoice {
+    /// The transport `name`d on the command line, or why there is none.
+    fn parse(name: &str) -> Result<TransportChoice, String> {
+        match name {
+            "http" => Ok(TransportChoice::Http),
+            #[cfg(feature = "quic")]
+            "quic" => Ok(TransportChoice::Quic),
+            #[cfg(not(feature = "quic"))]
+            "quic" => Err(
+                "this build has no QUIC transport: build the example with the facade's \
+                 `quic` feature (cargo run --example distributed_counter --features quic -- \
+                 --transport quic)"
+                    .into(),
+            ),
+            other => Err(format!("--transport {other:?}: expected http or quic")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TransportChoice::Http => "http",
+            #[cfg(feature = "quic")]
+            TransportChoice::Quic => "quic",
+        }
+    }
+
+    /// What a streamed reply travels over, for the output.
+    fn wire(self) -> &'static str {
+        match self {
+            TransportChoice::Http => "HTTP",
+            #[cfg(feature = "quic")]
+            TransportChoice::Quic => "QUIC",
+        }
+    }
+
+    /// `pulsing::system_builder()` with this transport and the example's ask timeout.
+    ///
+    /// # Errors
+    ///
+    /// `PulsingError::Config` if the QUIC transport's TLS setup fails.
+    fn builder(self) -> Result<ActorSystemBuilder, PulsingError> {
+        let builder = pulsing::system_builder().ask_timeout(ASK_TIMEOUT);
+        match self {
+            TransportChoice::Http => Ok(builder),
+            #[cfg(feature = "quic")]
+            TransportChoice::Quic => {
+                use pulsing::quic::{QuicConfig, QuicTransport};
+                Ok(builder.transport(QuicTransport::new(QuicConfig::default())?))
+            }
+        }
+    }
+}
+
 /// Node 1: serves the public counter on `addr` until killed.
-async fn seed(addr: String) -> Result<(), PulsingError> {
-    let system = pulsing::system_builder()
-        .addr(addr)
-        .ask_timeout(ASK_TIMEOUT)
-        .build()
-        .await?;
+async fn seed(addr: String, transport: TransportChoice) -> Result<(), PulsingError> {
+    let system = transport.builder()?.addr(addr).build().await?;
     system
         .spawn_with(
             DistributedCounter { value: 0 },
@@ -119,7 +188,11 @@ async fn seed(addr: String) -> Result<(), PulsingError> {
         .expect("a node with an address serves");
     let mut out = std::io::stdout().lock();
     // Nobody to tell if stdout is gone; keep serving.
-    let _ = writeln!(out, "seed: public actor \"counter\" on node {addr}");
+    let _ = writeln!(
+        out,
+        "seed: public actor \"counter\" on node {addr} ({})",
+        transport.name()
+    );
     let _ = writeln!(out, "ready {addr}");
     let _ = out.flush();
     drop(out);
@@ -129,16 +202,20 @@ async fn seed(addr: String) -> Result<(), PulsingError> {
 
 /// Node 2: joins through `seed_addr` only, finds the counter by name and checks every answer.
 /// Returns the system and the counter's ref, for the caller to go on with.
-async fn join(seed_addr: &str) -> Result<(ActorSystem, ActorRef), PulsingError> {
-    let system = pulsing::system_builder()
+async fn join(
+    seed_addr: &str,
+    transport: TransportChoice,
+) -> Result<(ActorSystem, ActorRef), PulsingError> {
+    let system = transport
+        .builder()?
         .addr("127.0.0.1:0")
         .seeds([seed_addr])
-        .ask_timeout(ASK_TIMEOUT)
         .build()
         .await?;
     let me = system.advertise_addr().expect("serves");
     println!(
-        "join: node {me} joined through {seed_addr}; {} members",
+        "join: node {me} ({}) joined through {seed_addr}; {} members",
+        transport.name(),
         system.members().len()
     );
 
@@ -173,7 +250,10 @@ async fn join(seed_addr: &str) -> Result<(ActorSystem, ActorRef), PulsingError> 
         tokens == ["token-0", "token-1", "token-2"],
         format!("tokens {tokens:?}"),
     )?;
-    println!("tokens 3     -> {tokens:?} (streamed over HTTP, then a clean end)");
+    println!(
+        "tokens 3     -> {tokens:?} (streamed over {}, then a clean end)",
+        transport.wire()
+    );
 
     let err = counter.ask(Message::single("reset", "")).await;
     expect(
@@ -242,11 +322,12 @@ impl Drop for SeedProcess {
     }
 }
 
-/// Starts `<this program> --seed 0` and waits (at most 30 s) for its `ready <addr>` line.
-fn start_seed() -> Result<(SeedProcess, SocketAddr), String> {
+/// Starts `<this program> --seed 0 --transport <transport>` and waits (at most 30 s) for its
+/// `ready <addr>` line.
+fn start_seed(transport: TransportChoice) -> Result<(SeedProcess, SocketAddr), String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = Command::new(exe)
-        .args(["--seed", "0"])
+        .args(["--seed", "0", "--transport", transport.name()])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -271,8 +352,12 @@ fn start_seed() -> Result<(SeedProcess, SocketAddr), String> {
 }
 
 /// Both sides: the seed as a child process, the join side here.
-async fn both(mut seed: SeedProcess, addr: SocketAddr) -> Result<(), PulsingError> {
-    let (system, counter) = join(&addr.to_string()).await?;
+async fn both(
+    mut seed: SeedProcess,
+    addr: SocketAddr,
+    transport: TransportChoice,
+) -> Result<(), PulsingError> {
+    let (system, counter) = join(&addr.to_string(), transport).await?;
     seed.kill();
     println!("killed the seed process (kill -9)");
     let result = after_kill(&counter).await;
@@ -281,12 +366,35 @@ async fn both(mut seed: SeedProcess, addr: SocketAddr) -> Result<(), PulsingErro
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: distributed_counter [--seed PORT|IP:PORT | --join HOST:PORT]");
+    eprintln!(
+        "usage: distributed_counter [--seed PORT|IP:PORT | --join HOST:PORT] [--transport http|quic]"
+    );
     ExitCode::from(2)
 }
 
+/// Takes `--transport NAME` out of `args`: `http` when it is not there, an error for a missing or
+/// unknown name.
+fn take_transport(args: &mut Vec<String>) -> Result<TransportChoice, String> {
+    let Some(at) = args.iter().position(|a| a == "--transport") else {
+        return Ok(TransportChoice::Http);
+    };
+    let name = args
+        .get(at + 1)
+        .ok_or("--transport needs a name: http or quic")?
+        .clone();
+    args.drain(at..at + 2);
+    TransportChoice::parse(&name)
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let transport = match take_transport(&mut args) {
+        Ok(transport) => transport,
+        Err(e) => {
+            eprintln!("distributed_counter: {e}");
+            return usage();
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["--seed", addr] => {
@@ -294,20 +402,26 @@ fn main() -> ExitCode {
                 Ok(port) => format!("127.0.0.1:{port}"),
                 Err(_) => addr.to_owned(),
             };
-            runtime.block_on(seed(addr)).map_err(|e| e.to_string())
+            runtime
+                .block_on(seed(addr, transport))
+                .map_err(|e| e.to_string())
         }
         ["--join", addr] => runtime
             .block_on(async {
-                let (system, _) = join(addr).await?;
+                let (system, _) = join(addr, transport).await?;
                 system.shutdown().await;
                 println!("join: all expectations held");
                 Ok::<_, PulsingError>(())
             })
             .map_err(|e| e.to_string()),
-        [] => start_seed().and_then(|(seed, addr)| {
-            println!("started seed process {} at {addr}", seed.0.id());
+        [] => start_seed(transport).and_then(|(seed, addr)| {
+            println!(
+                "started seed process {} at {addr} ({})",
+                seed.0.id(),
+                transport.name()
+            );
             runtime
-                .block_on(both(seed, addr))
+                .block_on(both(seed, addr, transport))
                 .map_err(|e| e.to_string())?;
             println!("all expectations held");
             Ok(())

@@ -1,11 +1,16 @@
-//! The `remote` scenarios of the bench: two systems over the HTTP transport (in one process, or in
-//! two with `--runtime process`), and the `tcp_floor` they are measured against.
+//! The `remote` scenarios of the bench: two systems over one transport (HTTP, or QUIC with the
+//! `quic` feature; in one process, or in two with `--runtime process`), and the `tcp_floor` they
+//! are measured against. Several transports run one after another, each its own block of every
+//! scenario with fresh nodes; after the blocks, `compare` gives QUIC's figures over HTTP's.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pulsing::http::{HttpConfig, HttpTransport};
+#[cfg(feature = "quic")]
+use pulsing::quic::{QuicConfig, QuicTransport};
 use pulsing::{ActorRef, ActorSystem, Message, MessageStream, SpawnOptions};
 
 use super::{floor, percentile, Echo, Sink};
@@ -33,11 +38,92 @@ const TELL_MIN_RATE: f64 = 100_000.0;
 /// Failed tells printed to standard error, with their kind; the rest are only counted by kind.
 const TELL_ERRORS_SHOWN: usize = 5;
 
+/// A transport the remote scenarios run over (`--transport`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// [`HttpTransport`]: links over TCP.
+    Http,
+    /// [`QuicTransport`]: links over QUIC streams on one connection per peer.
+    #[cfg(feature = "quic")]
+    Quic,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            #[cfg(feature = "quic")]
+            Kind::Quic => "quic",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Kind, String> {
+        match name {
+            "http" => Ok(Kind::Http),
+            #[cfg(feature = "quic")]
+            "quic" => Ok(Kind::Quic),
+            #[cfg(not(feature = "quic"))]
+            "quic" => Err(
+                "the quic transport is not in this build: build with --features quic \
+                 (cargo run --release --example bench --features quic -- ...)"
+                    .into(),
+            ),
+            other => Err(format!("unknown transport {other}; available: http, quic")),
+        }
+    }
+}
+
+/// The transports of `--transport`, a comma-separated list (`http`, `quic`, `http,quic`), in the
+/// order given, each once.
+///
+/// # Errors
+///
+/// A message for standard error: an empty list, an unknown name, or `quic` in a build without the
+/// `quic` feature.
+pub(crate) fn parse_transports(list: &str) -> Result<Vec<Kind>, String> {
+    let mut kinds = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let kind = Kind::parse(name)?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+/// The `"transport":..,"runtime":..` fields of every line of one transport's block.
+#[derive(Clone, Copy)]
+struct Tag(Kind);
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "\"transport\":\"{}\",\"runtime\":\"{}\"",
+            self.0.name(),
+            rt_name()
+        )
+    }
+}
+
+/// The figures of one block that `compare` sets side by side; `None` for a scenario not run.
+#[derive(Clone, Copy, Default, Debug)]
+struct Figures {
+    /// `remote_ask` p50, µs.
+    ask_p50: Option<f64>,
+    /// `remote_ask_concurrent` asks/s.
+    ask_concurrent: Option<f64>,
+    /// `remote_tell` msgs/s.
+    tell: Option<f64>,
+    /// `remote_stream` items/s.
+    stream: Option<f64>,
+}
+
 /// What the server side of a run serves.
 #[derive(Clone, Copy)]
 struct Served {
-    /// The HTTP transport of the server node.
-    http: SocketAddr,
+    /// The server node's address (its transport's: TCP for HTTP, UDP and TCP for QUIC).
+    node: SocketAddr,
     /// The plain TCP echo of [`floor::serve`], on the server node's runtime.
     floor: SocketAddr,
 }
@@ -67,8 +153,9 @@ impl pulsing::Actor for Streamer {
     }
 }
 
-/// A node; `PULSING_BENCH_CONNECTIONS=n` sets the client's HTTP/2 connections per peer.
-async fn node() -> ActorSystem {
+/// A node on `kind`; `PULSING_BENCH_CONNECTIONS=n` sets the client's HTTP/2 connections per peer
+/// (for QUIC, those of its TCP door).
+async fn node(kind: Kind) -> ActorSystem {
     let mut config = HttpConfig::default();
     if let Some(n) = std::env::var("PULSING_BENCH_CONNECTIONS")
         .ok()
@@ -76,25 +163,39 @@ async fn node() -> ActorSystem {
     {
         config = config.connections_per_peer(n);
     }
-    ActorSystem::builder()
+    let builder = ActorSystem::builder()
         .addr("127.0.0.1:0")
-        .transport(HttpTransport::new(config))
-        .mailbox_capacity(4096)
-        .build()
-        .await
-        .expect("system with the HTTP transport")
+        .mailbox_capacity(4096);
+    let builder = match kind {
+        Kind::Http => builder.transport(HttpTransport::new(config)),
+        #[cfg(feature = "quic")]
+        Kind::Quic => builder.transport(
+            QuicTransport::new(QuicConfig::default().http(config)).expect("the QUIC transport"),
+        ),
+    };
+    builder.build().await.unwrap_or_else(|e| {
+        panic!("a system with the {} transport: {e}", kind.name());
+    })
 }
 
 /// Prints one latency line; `extra` (`,"key":value...` or empty) is appended to its fields.
-fn report(scenario: &str, ops: usize, total: Duration, lat: &mut [Duration], extra: &str) {
+/// Returns the p50, µs.
+fn report(
+    scenario: &str,
+    tag: Tag,
+    ops: usize,
+    total: Duration,
+    lat: &mut [Duration],
+    extra: &str,
+) -> f64 {
     lat.sort_unstable();
+    let p50 = percentile(lat, 0.50);
     println!(
-        "{{\"scenario\":\"{scenario}\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{ops},\"ops_per_s\":{:.0},\"p50_us\":{:.3},\"p99_us\":{:.3}{extra}}}",
+        "{{\"scenario\":\"{scenario}\",{tag},\"ops\":{ops},\"ops_per_s\":{:.0},\"p50_us\":{p50:.3},\"p99_us\":{:.3}{extra}}}",
         ops as f64 / total.as_secs_f64(),
-        percentile(lat, 0.50),
         percentile(lat, 0.99),
-        rt = rt_name(),
     );
+    p50
 }
 
 /// The latencies of one sequential scenario; its first `ops / 10` operations are a warm-up, not kept.
@@ -128,9 +229,10 @@ impl Sequential {
     }
 
     /// Prints the line, with ops/s over the sum of the kept latencies (one operation at a time).
-    fn report(mut self, scenario: &str, extra: &str) {
+    /// Returns the p50, µs.
+    fn report(mut self, scenario: &str, tag: Tag, extra: &str) -> f64 {
         let total = self.lat.iter().sum();
-        report(scenario, self.lat.len(), total, &mut self.lat, extra);
+        report(scenario, tag, self.lat.len(), total, &mut self.lat, extra)
     }
 }
 
@@ -138,8 +240,14 @@ impl Sequential {
 /// operations so that both meet the same conditions: on a small machine a ping-pong's latency depends
 /// on whether the scheduler put its two ends on one core or on two, and that changes from one second
 /// to the next. Both time each operation alike; `remote_ask` also prints `vs_tcp_floor`, its p50 over
-/// the floor's.
-async fn sequential(echo: &ActorRef, floor_at: SocketAddr, ops: usize, ask: bool) {
+/// the floor's. Returns `remote_ask`'s p50 (µs), if it ran.
+async fn sequential(
+    tag: Tag,
+    echo: &ActorRef,
+    floor_at: SocketAddr,
+    ops: usize,
+    ask: bool,
+) -> Option<f64> {
     let mut client = floor::Client::connect(floor_at).await;
     let (mut f, mut a) = (
         Sequential::new(ops),
@@ -168,14 +276,15 @@ async fn sequential(echo: &ActorRef, floor_at: SocketAddr, ops: usize, ask: bool
         frames.request.len(),
         frames.reply.len()
     );
-    f.report("tcp_floor", &extra);
-    if ask {
+    f.report("tcp_floor", tag, &extra);
+    ask.then(|| {
         let extra = format!(",\"vs_tcp_floor\":{:.2}", a.p50() / floor_p50);
-        a.report("remote_ask", &extra);
-    }
+        a.report("remote_ask", tag, &extra)
+    })
 }
 
-async fn ask_concurrent(echo: &ActorRef, ops: usize) {
+/// Returns the asks per second.
+async fn ask_concurrent(tag: Tag, echo: &ActorRef, ops: usize) -> f64 {
     let per_task = ops.div_ceil(IN_FLIGHT);
     let ops = per_task * IN_FLIGHT;
     // Warm up every pooled connection first.
@@ -218,7 +327,9 @@ async fn ask_concurrent(echo: &ActorRef, ops: usize) {
     for t in tasks {
         lat.extend(t.await.expect("ask task"));
     }
-    report("remote_ask_concurrent", ops, start.elapsed(), &mut lat, "");
+    let elapsed = start.elapsed();
+    report("remote_ask_concurrent", tag, ops, elapsed, &mut lat, "");
+    ops as f64 / elapsed.as_secs_f64()
 }
 
 /// The count of messages the [`Sink`] has handled, asked after every tell this sender made before.
@@ -237,7 +348,8 @@ async fn sink_count(sink: &ActorRef) -> u64 {
 /// `tell` awaited, none waits for the handler), stopping early below [`TELL_MIN_RATE`]; then asks
 /// for the count. The time runs from the first tell to the count that shows the last one handled.
 /// `lost` is the sent tells the sink did not handle, and at least the tells that returned an error.
-async fn tell(sink: &ActorRef, ops: usize) {
+/// Returns the tells per second.
+async fn tell(tag: Tag, sink: &ActorRef, ops: usize) -> f64 {
     let before = sink_count(sink).await;
     let payload = bytes::Bytes::from_static(b"0123456789abcdef0123456789abcdef");
     let mut errors = std::collections::BTreeMap::<&'static str, u64>::new();
@@ -267,11 +379,11 @@ async fn tell(sink: &ActorRef, ops: usize) {
         eprintln!("remote_tell: {failed} tells failed, by kind: {errors:?}");
     }
     let lost = sent.saturating_sub(handled).max(failed);
+    let rate = sent as f64 / elapsed.as_secs_f64();
     println!(
-        "{{\"scenario\":\"remote_tell\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"ops\":{sent},\"ops_per_s\":{:.0},\"handled\":{handled},\"errors\":{failed},\"lost\":{lost},\"stopped_early\":{stopped_early}}}",
-        sent as f64 / elapsed.as_secs_f64(),
-        rt = rt_name(),
+        "{{\"scenario\":\"remote_tell\",{tag},\"ops\":{sent},\"ops_per_s\":{rate:.0},\"handled\":{handled},\"errors\":{failed},\"lost\":{lost},\"stopped_early\":{stopped_early}}}",
     );
+    rate
 }
 
 /// How many messages the sink handled since its count was `before`, once `sent` should all be in.
@@ -301,7 +413,8 @@ async fn handled_since(sink: &ActorRef, before: u64, sent: u64) -> u64 {
     handled
 }
 
-async fn stream(streamer: &ActorRef, items: usize) {
+/// Returns the items per second.
+async fn stream(tag: Tag, streamer: &ActorRef, items: usize) -> f64 {
     let start = Instant::now();
     let mut s = streamer
         .ask_stream(Message::single("stream", items.to_string()))
@@ -314,11 +427,11 @@ async fn stream(streamer: &ActorRef, items: usize) {
     }
     let elapsed = start.elapsed();
     assert_eq!(n, items, "every item arrives");
+    let rate = items as f64 / elapsed.as_secs_f64();
     println!(
-        "{{\"scenario\":\"remote_stream\",\"transport\":\"http\",\"runtime\":\"{rt}\",\"items\":{items},\"items_per_s\":{:.0}}}",
-        items as f64 / elapsed.as_secs_f64(),
-        rt = rt_name(),
+        "{{\"scenario\":\"remote_stream\",{tag},\"items\":{items},\"items_per_s\":{rate:.0}}}"
     );
+    rate
 }
 
 /// Spawns the server's actors and starts the [`floor`] echo on the current runtime.
@@ -337,29 +450,38 @@ async fn serve(server: &ActorSystem) -> Served {
         .await
         .expect("spawn streamer");
     Served {
-        http: server.addr().expect("server serves"),
+        node: server.addr().expect("server serves"),
         floor: floor::serve().await,
     }
 }
 
-async fn run_client(client: &ActorSystem, served: Served, which: &str, ops: usize) {
-    let at = |name| Arc::new(client.remote_ref(served.http, name).expect("valid name"));
+/// Runs the scenarios of `which` against `served`, on `tag`'s transport.
+async fn run_client(
+    tag: Tag,
+    client: &ActorSystem,
+    served: Served,
+    which: &str,
+    ops: usize,
+) -> Figures {
+    let at = |name| Arc::new(client.remote_ref(served.node, name).expect("valid name"));
     let (echo, sink, streamer) = (at("echo"), at("sink"), at("streamer"));
     let pick = |default: usize| if ops == 0 { default } else { ops };
     let all = which == "remote";
     let ask = all || which == "remote_ask";
+    let mut figures = Figures::default();
     if ask || which == "tcp_floor" {
-        sequential(&echo, served.floor, pick(50_000), ask).await;
+        figures.ask_p50 = sequential(tag, &echo, served.floor, pick(50_000), ask).await;
     }
     if all || which == "remote_ask_concurrent" {
-        ask_concurrent(&echo, pick(300_000)).await;
+        figures.ask_concurrent = Some(ask_concurrent(tag, &echo, pick(300_000)).await);
     }
     if all || which == "remote_tell" {
-        tell(&sink, pick(1_000_000)).await;
+        figures.tell = Some(tell(tag, &sink, pick(1_000_000)).await);
     }
     if all || which == "remote_stream" {
-        stream(&streamer, pick(500_000)).await;
+        figures.stream = Some(stream(tag, &streamer, pick(500_000)).await);
     }
+    figures
 }
 
 fn runtime(kind: &str) -> tokio::runtime::Runtime {
@@ -376,38 +498,56 @@ fn runtime(kind: &str) -> tokio::runtime::Runtime {
 
 /// Runs `which` (`remote` for all: `tcp_floor`, `remote_ask`, `remote_ask_concurrent`,
 /// `remote_tell`, `remote_stream`; `remote_ask` runs `tcp_floor` first) with `ops` operations (0:
-/// the defaults).
+/// the defaults), once per transport of `transports`, in that order, each block on fresh nodes
+/// (and, with `--runtime process`, a fresh server process serving that transport). With both HTTP
+/// and QUIC, then prints `compare`.
 ///
 /// `runtime`: `split` (default) gives each system its own single-threaded Tokio runtime on its own OS
 /// thread, as two nodes on two cores would run; `multi` and `current` run both systems on one shared
 /// runtime of that kind.
-pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
+pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str, transports: &[Kind]) {
     let _ = RUNTIME.set(runtime_kind.to_owned());
     if which == "__serve" {
-        return serve_process();
+        let [kind] = transports else {
+            panic!("the server process serves one transport, not {transports:?}");
+        };
+        return serve_process(*kind);
     }
+    let blocks: Vec<(Kind, Figures)> = transports
+        .iter()
+        .map(|&kind| (kind, block(kind, which, ops, runtime_kind)))
+        .collect();
+    #[cfg(feature = "quic")]
+    compare(&blocks);
+    #[cfg(not(feature = "quic"))]
+    let _ = blocks;
+}
+
+/// One transport's block: every scenario of `which`, on two fresh nodes.
+fn block(kind: Kind, which: &str, ops: usize, runtime_kind: &str) -> Figures {
+    let tag = Tag(kind);
     if runtime_kind == "process" {
-        return client_process(which, ops);
+        return client_process(kind, which, ops);
     }
     if runtime_kind != "split" {
-        runtime(runtime_kind).block_on(async {
-            let server = node().await;
-            let client = node().await;
+        return runtime(runtime_kind).block_on(async {
+            let server = node(kind).await;
+            let client = node(kind).await;
             let served = serve(&server).await;
             let (c, w) = (client.clone(), which.to_owned());
-            tokio::spawn(async move { run_client(&c, served, &w, ops).await })
+            let figures = tokio::spawn(async move { run_client(tag, &c, served, &w, ops).await })
                 .await
                 .expect("bench task");
             client.shutdown().await;
             server.shutdown().await;
+            figures
         });
-        return;
     }
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         runtime("current").block_on(async {
-            let server = node().await;
+            let server = node(kind).await;
             addr_tx
                 .send(serve(&server).await)
                 .expect("bench main thread waits");
@@ -416,23 +556,53 @@ pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str) {
         });
     });
     let served = addr_rx.recv().expect("server started");
-    runtime("current").block_on(async {
-        let client = node().await;
-        run_client(&client, served, which, ops).await;
+    let figures = runtime("current").block_on(async {
+        let client = node(kind).await;
+        let figures = run_client(tag, &client, served, which, ops).await;
         client.shutdown().await;
+        figures
     });
     let _ = stop_tx.send(());
     server.join().expect("server thread");
+    figures
 }
 
-/// The server half of `--runtime process`: a node on a multi-thread runtime, in its own OS process;
-/// prints its HTTP address and then its [`floor`] address, one a line; serves until standard input
-/// closes.
-fn serve_process() {
+/// The `compare` line: each of QUIC's figures over HTTP's (for `remote_ask_p50`, below 1 is QUIC
+/// faster; for the rates, above 1), of the scenarios both blocks ran; nothing unless both ran.
+#[cfg(feature = "quic")]
+fn compare(blocks: &[(Kind, Figures)]) {
+    let of = |kind| blocks.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f);
+    let (Some(http), Some(quic)) = (of(Kind::Http), of(Kind::Quic)) else {
+        return;
+    };
+    let ratios: Vec<String> = [
+        ("remote_ask_p50", http.ask_p50, quic.ask_p50),
+        (
+            "remote_ask_concurrent",
+            http.ask_concurrent,
+            quic.ask_concurrent,
+        ),
+        ("remote_tell", http.tell, quic.tell),
+        ("remote_stream", http.stream, quic.stream),
+    ]
+    .into_iter()
+    .filter_map(|(name, h, q)| Some(format!("\"{name}\":{:.2}", q? / h?)))
+    .collect();
+    println!(
+        "{{\"scenario\":\"compare\",\"runtime\":\"{}\",\"quic_vs_http\":{{{}}}}}",
+        rt_name(),
+        ratios.join(",")
+    );
+}
+
+/// The server half of `--runtime process`: a node on `kind`, on a multi-thread runtime, in its
+/// own OS process; prints the node's address and then its [`floor`] address, one a line; serves
+/// until standard input closes.
+fn serve_process(kind: Kind) {
     runtime("multi").block_on(async {
-        let server = node().await;
+        let server = node(kind).await;
         let served = serve(&server).await;
-        println!("{}", served.http);
+        println!("{}", served.node);
         println!("{}", served.floor);
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
@@ -447,8 +617,9 @@ fn serve_process() {
     });
 }
 
-/// `--runtime process`: two OS processes, each with a multi-thread runtime, as two nodes run.
-fn client_process(which: &str, ops: usize) {
+/// `--runtime process`: two OS processes, each with a multi-thread runtime, as two nodes run; the
+/// server process serves `kind` (`--transport` on its command line).
+fn client_process(kind: Kind, which: &str, ops: usize) -> Figures {
     use std::io::BufRead as _;
     let exe = std::env::current_exe().expect("own path");
     let mut child = std::process::Command::new(exe)
@@ -456,7 +627,7 @@ fn client_process(which: &str, ops: usize) {
             "--scenario",
             "__serve",
             "--transport",
-            "http",
+            kind.name(),
             "--runtime",
             "multi",
         ])
@@ -471,17 +642,19 @@ fn client_process(which: &str, ops: usize) {
         line.trim().parse().expect("server prints its addresses")
     };
     let served = Served {
-        http: addr(),
+        node: addr(),
         floor: addr(),
     };
-    runtime("multi").block_on(async {
-        let client = node().await;
+    let figures = runtime("multi").block_on(async {
+        let client = node(kind).await;
         let (c, w) = (client.clone(), which.to_owned());
-        tokio::spawn(async move { run_client(&c, served, &w, ops).await })
+        let figures = tokio::spawn(async move { run_client(Tag(kind), &c, served, &w, ops).await })
             .await
             .expect("bench task");
         client.shutdown().await;
+        figures
     });
     drop(child.stdin.take());
     let _ = child.wait();
+    figures
 }

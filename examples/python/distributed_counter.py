@@ -3,10 +3,13 @@
     python examples/python/distributed_counter.py --seed 8000            # node 1: serves the counter
     python examples/python/distributed_counter.py --join 127.0.0.1:8000  # node 2: finds it, adds 5
     python examples/python/distributed_counter.py                        # both: node 1 as a child
+    python examples/python/distributed_counter.py --transport quic       # both, over QUIC
 
 Node 1 prints ``counter ready at <addr>`` once it serves (``--seed 0`` picks a free port) and
 runs until interrupted (or ``--for SECONDS``). Node 2 joins, waits for the cluster to sync as the
-guide does, reads the counter and increments it by 5.
+guide does, reads the counter and increments it by 5. ``--transport quic`` (default ``http``) adds
+``.with_transport("quic")`` to the node's config, the only change to the guide's code; node 1
+started by the demo gets the same transport.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import argparse
 import asyncio
 import subprocess
 import sys
+from typing import Literal
 
 from pulsing.actor import SystemConfig, as_actor, create_actor_system
+
+TransportName = Literal["http", "quic"]
 
 
 @as_actor
@@ -32,21 +38,23 @@ class DistributedCounter:
         return self.value
 
 
-async def seed(port: int, duration: float | None) -> None:
-    system1 = await create_actor_system(SystemConfig.with_addr(f"127.0.0.1:{port}"))
+async def seed(port: int, duration: float | None, transport: TransportName) -> None:
+    system1 = await create_actor_system(
+        SystemConfig.with_addr(f"127.0.0.1:{port}").with_transport(transport)
+    )
     async with system1:
         counter1 = await DistributedCounter.local(system1, init_value=0)
         await system1.spawn(counter1, "counter", public=True)
-        print(f"counter ready at {system1.addr}", flush=True)
+        print(f"counter ready at {system1.addr} ({transport})", flush=True)
         if duration is None:
             await asyncio.Event().wait()
         else:
             await asyncio.sleep(duration)
 
 
-async def join(seed_addr: str) -> int:
+async def join(seed_addr: str, transport: TransportName) -> int:
     system2 = await create_actor_system(
-        SystemConfig.with_addr("127.0.0.1:0").with_seeds([seed_addr])
+        SystemConfig.with_addr("127.0.0.1:0").with_seeds([seed_addr]).with_transport(transport)
     )
     async with system2:
         await asyncio.sleep(1.0)  # wait for cluster sync, as the guide does
@@ -60,9 +68,11 @@ async def join(seed_addr: str) -> int:
         return 0 if value >= 5 else 1
 
 
-def demo() -> int:
+def demo(transport: TransportName) -> int:
     child = subprocess.Popen(
-        [sys.executable, __file__, "--seed", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--seed", "0", "--transport", transport],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout is not None
@@ -70,7 +80,7 @@ def demo() -> int:
         print(f"node 1: {line}")
         if not line.startswith("counter ready at "):
             return 1
-        return asyncio.run(join(line.rsplit(" ", 1)[1]))
+        return asyncio.run(join(line.split()[3], transport))
     finally:
         child.terminate()
         child.wait(10)
@@ -82,14 +92,17 @@ def main() -> int:
     group.add_argument("--seed", type=int, metavar="PORT", help="run node 1 on 127.0.0.1:PORT")
     group.add_argument("--join", metavar="SEED_ADDR", help="run node 2, joining SEED_ADDR")
     parser.add_argument("--for", dest="duration", type=float, help="node 1: stop after SECONDS")
+    parser.add_argument(
+        "--transport", choices=["http", "quic"], default="http", help="the nodes' transport"
+    )
     args = parser.parse_args()
     try:
         if args.seed is not None:
-            asyncio.run(seed(args.seed, args.duration))
+            asyncio.run(seed(args.seed, args.duration, args.transport))
             return 0
         if args.join is not None:
-            return asyncio.run(join(args.join))
-        return demo()
+            return asyncio.run(join(args.join, args.transport))
+        return demo(args.transport)
     except KeyboardInterrupt:
         return 0
 

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use pulsing::http::{HttpConfig, HttpTransport};
+use pulsing::quic::{QuicConfig, QuicTransport};
 use pulsing::{
-    ActorRef, ActorSystem, ErrorKind, MemberState, Message, MessageStream, SpawnOptions,
+    ActorRef, ActorSystem, ErrorKind, MemberState, Message, MessageStream, PulsingError,
+    SpawnOptions, Transport,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -28,15 +31,60 @@ pub(crate) fn seconds(value: f64) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("timeout must be >= 0 seconds, got {value}")))
 }
 
+/// The transport a networked system serves with, as `SystemConfig.with_transport` names it.
+#[derive(Debug, Clone, Copy)]
+enum TransportKind {
+    /// `"http"`: the HTTP transport.
+    Http,
+    /// `"quic"`: QUIC on UDP port P and the HTTP transport on TCP port P.
+    Quic,
+}
+
+impl TransportKind {
+    /// The kind named `name`; `ValueError` naming the choices for any other name.
+    fn parse(name: &str) -> PyResult<TransportKind> {
+        match name {
+            "http" => Ok(TransportKind::Http),
+            "quic" => Ok(TransportKind::Quic),
+            other => Err(PyValueError::new_err(format!(
+                "transport must be 'http' or 'quic', got {other:?}"
+            ))),
+        }
+    }
+
+    /// A new transport of this kind, not yet serving, with [`http_config`].
+    ///
+    /// # Errors
+    ///
+    /// `PulsingError::Config` if the QUIC transport's TLS setup fails.
+    fn make(self) -> Result<Arc<dyn Transport>, PulsingError> {
+        Ok(match self {
+            TransportKind::Http => Arc::new(HttpTransport::new(http_config())),
+            TransportKind::Quic => Arc::new(QuicTransport::new(
+                QuicConfig::default().http(http_config()),
+            )?),
+        })
+    }
+}
+
+/// The HTTP settings of either transport: the HTTP transport's own, and the QUIC transport's TCP
+/// door and links (message limit, keep-alives, link buffer). One function, so that a node behaves
+/// the same whichever transport it serves with.
+fn http_config() -> HttpConfig {
+    HttpConfig::default()
+}
+
 /// Builds a system with `pulsing::system_builder()` and completes `fut` with a [`NativeSystem`].
 ///
-/// With `addr` the system serves on it and with `seeds` joins them (the facade's default transport and
-/// membership); a facade built without a transport fails with a `PulsingError` saying so.
+/// With `addr` the system serves on it and with `seeds` joins them (the facade's membership), over
+/// `transport` ([`TransportKind`]): `"http"`, or `"quic"` (QUIC on UDP port P, HTTP on TCP port P,
+/// peers that do not answer QUIC called over TCP). Without `addr` and `seeds` the system is
+/// standalone and `transport` is only checked (`ValueError` for another name).
 ///
 /// `mailbox_capacity` and `mailbox_wait` are the core mailbox's settings, so a Python actor's proxy
 /// bounds messages from other nodes as the Python mailbox bounds local ones.
 #[pyfunction]
-#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None, mailbox_capacity=None, mailbox_wait=None))]
+#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None, mailbox_capacity=None, mailbox_wait=None, transport="http"))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_system(
     hub: &Bound<'_, Hub>,
@@ -46,7 +94,11 @@ pub(crate) fn build_system(
     ask_timeout: Option<f64>,
     mailbox_capacity: Option<usize>,
     mailbox_wait: Option<f64>,
+    transport: &str,
 ) -> PyResult<()> {
+    let kind = TransportKind::parse(transport)?;
+    // Only a networked system gets a transport: a builder with one serves, address or not.
+    let networked = addr.is_some() || !seeds.is_empty();
     let mut builder = pulsing::system_builder();
     if let Some(addr) = addr {
         builder = builder.addr(addr);
@@ -63,8 +115,16 @@ pub(crate) fn build_system(
     if let Some(w) = mailbox_wait {
         builder = builder.mailbox_wait(seconds(w)?);
     }
-    hub.get()
-        .run(fut, async move { Outcome::System(builder.build().await) });
+    // The transport is made on the runtime, where its tasks will run.
+    hub.get().run(fut, async move {
+        let built = async {
+            if networked {
+                builder = builder.transport_arc(kind.make()?);
+            }
+            builder.build().await
+        };
+        Outcome::System(built.await)
+    });
     Ok(())
 }
 

@@ -10,6 +10,9 @@ Arguments (all optional)::
     --stream-send-timeout SECS   SystemConfig.with_stream_send_timeout(SECS)
     --ask-timeout SECS           SystemConfig.with_ask_timeout(SECS)
     --seed ADDR                  join through ADDR (repeatable)
+    --transport NAME             SystemConfig.with_transport(NAME): "http" or "quic"
+    --guide                      run the Remote Actors Guide's node 1 instead (test_quic.py): only
+                                 its DistributedCounter, public as ``counter``
 
 Public actors: ``overlap`` and ``streamer`` (:class:`Overlap`), ``counter`` (:class:`Counter`) with
 ``counter-watch`` (:class:`Watch` over it), ``sleeper`` (another :class:`Counter`), ``errors``
@@ -319,6 +322,35 @@ class Recorder:
         return self.seen
 
 
+# -- the Remote Actors Guide's distributed counter (test_quic.py, --guide) -----------------------
+
+
+@as_actor
+class DistributedCounter:
+    def __init__(self, init_value: int = 0):
+        self.value = init_value
+
+    def get(self) -> int:
+        return self.value
+
+    def increment(self, n: int = 1) -> int:
+        self.value += n
+        return self.value
+
+
+async def guide_node_1(config: SystemConfig, done: asyncio.Event) -> None:
+    """The guide's node 1, its code unchanged but for the config: serves the counter until
+    ``done``."""
+    system1 = await create_actor_system(config)
+    try:
+        counter1 = await DistributedCounter.local(system1, init_value=0)
+        await system1.spawn(counter1, "counter", public=True)
+        print("READY", system1.addr, flush=True)
+        await done.wait()
+    finally:
+        await system1.shutdown()
+
+
 # -- the node itself -----------------------------------------------------------------------------
 
 
@@ -367,6 +399,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stream-send-timeout", type=float)
     parser.add_argument("--ask-timeout", type=float)
     parser.add_argument("--seed", action="append", default=[])
+    parser.add_argument("--transport", choices=["http", "quic"])
+    parser.add_argument("--guide", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -381,6 +415,8 @@ def config_from(args: argparse.Namespace) -> SystemConfig:
     if args.stream_send_timeout is not None:
         seconds = args.stream_send_timeout
         config = config.with_stream_send_timeout(seconds)  # type: ignore[attr-defined]
+    if args.transport is not None:
+        config = config.with_transport(args.transport)
     return config
 
 
@@ -397,6 +433,9 @@ async def main(argv: list[str]) -> None:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     threading.Thread(target=_set_when_stdin_closes, args=(loop, done), daemon=True).start()
+    if parse_args(argv).guide:
+        await guide_node_1(config, done)
+        return
     system = await create_actor_system(config)
     try:
         counter = Counter()

@@ -19,6 +19,7 @@ pub type SocketWrapper =
 /// | [`http`](Self::http) | `HttpConfig::default()` | the TCP door (HTTP v1, links to HTTP-only peers) and the link settings shared by both doors: message limit, keep-alive interval and timeout, link buffer, idle links |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 1 s | a QUIC handshake with a peer; a peer that does not answer is called over TCP (HTTP-only node) for [`fallback_for`](Self::fallback_for) |
 /// | [`fallback_for`](Self::fallback_for) | 60 s | how long a peer that did not answer QUIC is called over TCP before QUIC is tried again |
+/// | [`initial_rtt`](Self::initial_rtt) | 10 ms | the round trip assumed before one is measured: a lost handshake packet is resent after a few of these (quinn's default, 333 ms, resends after ~1 s, the whole handshake timeout) |
 /// | [`idle_timeout`](Self::idle_timeout) | 4 s | a QUIC connection with no packet from the peer for this long is closed (its links fail) |
 /// | [`keep_alive`](Self::keep_alive) | 1 s | QUIC PINGs on every connection (below the idle timeout, so a live peer's connection never idles out) |
 /// | [`stream_window`](Self::stream_window) | 4 MiB | per-stream receive window |
@@ -37,6 +38,8 @@ pub struct QuicConfig {
     pub handshake_timeout: Duration,
     /// How long a peer that did not answer QUIC is called over TCP.
     pub fallback_for: Duration,
+    /// The round trip assumed until one is measured.
+    pub initial_rtt: Duration,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
     /// QUIC keep-alive interval.
@@ -60,6 +63,7 @@ impl std::fmt::Debug for QuicConfig {
             .field("http", &self.http)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("fallback_for", &self.fallback_for)
+            .field("initial_rtt", &self.initial_rtt)
             .field("idle_timeout", &self.idle_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("stream_window", &self.stream_window)
@@ -77,6 +81,7 @@ impl Default for QuicConfig {
             http: HttpConfig::default(),
             handshake_timeout: Duration::from_secs(1),
             fallback_for: Duration::from_secs(60),
+            initial_rtt: Duration::from_millis(10),
             idle_timeout: Duration::from_secs(4),
             keep_alive: Duration::from_secs(1),
             stream_window: 4 * 1024 * 1024,

@@ -202,9 +202,6 @@ impl Transport for QuicTransport {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, PulsingError> {
-        if self.net.prefers_tcp(target.addr) {
-            return self.http.ask(target, msg, timeout).await;
-        }
         // The message goes to one door only; kept aside for the TCP door if QUIC is not answered.
         let spare = spare(&msg);
         self.either(
@@ -227,9 +224,6 @@ impl Transport for QuicTransport {
         msg: Message,
         timeout: Duration,
     ) -> Result<(), PulsingError> {
-        if self.net.prefers_tcp(target.addr) {
-            return self.http.tell(target, msg, timeout).await;
-        }
         let spare = spare(&msg);
         self.either(
             target.addr,
@@ -262,12 +256,15 @@ impl Transport for QuicTransport {
         .await
     }
 
+    /// Drains the QUIC side first (its links write the replies already given, up to 1.5 s), then
+    /// shuts the TCP door (whose close also tells peers' sentinels this node is gone), then closes
+    /// the endpoint.
     async fn shutdown(&self) {
         self.shutdown.cancel();
         self.links.clear();
-        self.http.shutdown().await;
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_millis(1500), self.tasks.wait()).await;
+        self.http.shutdown().await;
         self.net.close();
     }
 

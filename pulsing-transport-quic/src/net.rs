@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pulsing_core::{Delivery, PulsingError};
+use pulsing_transport_http::codec::link::{self, LINK_PREFACE};
 use pulsing_transport_http::link::{Dial, Dialing, LinkReader, LinkWriter};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, VarInt};
@@ -72,6 +73,9 @@ impl Net {
             .receive_window(VarInt::from_u32(c.connection_window))
             .send_window(u64::from(c.connection_window))
             .keep_alive_interval(Some(c.keep_alive))
+            // A LAN's round trip, not quinn's Internet default (333 ms): a lost handshake packet
+            // is resent after tens of milliseconds, well within the handshake timeout.
+            .initial_rtt(c.initial_rtt)
             .max_idle_timeout(Some(IdleTimeout::try_from(c.idle_timeout).map_err(
                 |e| PulsingError::Config(format!("QUIC idle timeout {:?}: {e}", c.idle_timeout)),
             )?));
@@ -174,18 +178,26 @@ impl Net {
             tokio::pin!(connecting);
             let probe = tokio::net::TcpStream::connect(addr);
             tokio::pin!(probe);
-            let mut probing = true;
+            let mut sentinel = None;
             loop {
                 tokio::select! {
-                    r = &mut connecting => return Ok(r),
-                    r = &mut probe, if probing => match r {
-                        Ok(_) => probing = false,
+                    r = &mut connecting => {
+                        // The handshake may win the race: give the probe a moment, it is local.
+                        if sentinel.is_none() {
+                            if let Ok(Ok(s)) = tokio::time::timeout(PROBE_GRACE, &mut probe).await {
+                                sentinel = Some(s);
+                            }
+                        }
+                        return Ok((r, sentinel));
+                    }
+                    r = &mut probe, if sentinel.is_none() => match r {
+                        Ok(s) => sentinel = Some(s),
                         Err(e) => return Err(e),
                     },
                 }
             }
         };
-        let conn = match tokio::time::timeout_at(bound, handshake).await {
+        let (conn, sentinel) = match tokio::time::timeout_at(bound, handshake).await {
             Ok(Err(refused)) => {
                 return Err(unreachable(
                     addr,
@@ -193,8 +205,8 @@ impl Net {
                     Delivery::NotDelivered,
                 ))
             }
-            Ok(Ok(r)) => Ok(r),
-            Err(e) => Err(e),
+            Ok(Ok((r, sentinel))) => (Ok(r), sentinel),
+            Err(e) => (Err(e), None),
         };
         let conn = match conn {
             Ok(Ok(c)) => c,
@@ -218,6 +230,9 @@ impl Net {
                 ));
             }
         };
+        if let Some(tcp) = sentinel {
+            tokio::spawn(watch(tcp, conn.clone(), self.config.http.max_message_size));
+        }
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         conns.retain(|_, c| c.close_reason().is_none());
         Ok(conns.entry(addr).or_insert(conn).clone())
@@ -290,6 +305,37 @@ impl Net {
         tokio::time::timeout_at(by, exchange)
             .await
             .unwrap_or(Err(PulsingError::Timeout(timeout)))
+    }
+}
+
+/// How long the TCP probe may take once the QUIC handshake finished.
+const PROBE_GRACE: Duration = Duration::from_millis(200);
+
+/// Keeps the TCP connection opened alongside a QUIC handshake as a **sentinel**: an idle link to the
+/// peer's TCP door. UDP says nothing when the peer's process dies, but its kernel closes the TCP
+/// connection: the QUIC connection is closed then (its links fail at once) instead of by the idle
+/// timeout. Ends with the QUIC connection.
+async fn watch(mut tcp: tokio::net::TcpStream, conn: quinn::Connection, max: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.set_nodelay(true);
+    let mut opening = LINK_PREFACE.to_vec();
+    link::put_hello(&mut opening, None, Some(max as u64));
+    if tcp.write_all(&opening).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 512];
+    let peer_gone = async {
+        // The peer's hello, then nothing: the link is never used.
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = peer_gone => conn.close(VarInt::from_u32(0), b"the peer's process is gone"),
+        _ = conn.closed() => {}
     }
 }
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Concatenate, Generic, ParamSpec, TypeVar
+from typing import Concatenate, Generic, Literal, ParamSpec, TypeVar, get_args
 
-__all__ = ["DEFAULT_MAILBOX_CAPACITY", "DEFAULT_MAILBOX_WAIT", "SystemConfig"]
+__all__ = ["DEFAULT_MAILBOX_CAPACITY", "DEFAULT_MAILBOX_WAIT", "SystemConfig", "TransportName"]
 
 DEFAULT_MAILBOX_CAPACITY = 1024
 """Messages a Python actor's mailbox holds by default (as the core's default)."""
@@ -15,6 +15,10 @@ DEFAULT_MAILBOX_WAIT = 5.0
 """Seconds a sender waits for room in a full mailbox before ``MailboxFullError``."""
 DEFAULT_STREAM_SEND_TIMEOUT = 30.0
 """Seconds a streaming handler waits for its consumer to make room before the stream fails."""
+
+TransportName = Literal["http", "quic"]
+"""The transports a node can serve with (:meth:`SystemConfig.with_transport`)."""
+_TRANSPORTS: tuple[TransportName, ...] = get_args(TransportName)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -38,8 +42,9 @@ class SystemConfig:
 
     ``SystemConfig.with_addr("0.0.0.0:8000")`` serves on that address (port 0 picks a free one; the
     bound address is ``system.addr``); ``.with_seeds(["host:port", ...])`` also joins the cluster
-    through those nodes. ``SystemConfig.standalone()`` has no network. Each ``with_*`` returns a new
-    config and works on the class or on an instance.
+    through those nodes; ``.with_transport("quic")`` serves and calls over QUIC instead of HTTP.
+    ``SystemConfig.standalone()`` has no network. Each ``with_*`` returns a new config and works on
+    the class or on an instance.
     """
 
     addr: str | None = None
@@ -48,6 +53,7 @@ class SystemConfig:
     mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY
     mailbox_wait: float = DEFAULT_MAILBOX_WAIT
     stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT
+    transport: TransportName = "http"
 
     @classmethod
     def standalone(cls) -> SystemConfig:
@@ -65,6 +71,24 @@ class SystemConfig:
         if isinstance(seeds, str):
             seeds = [seeds]
         return replace(self, seeds=tuple(str(s) for s in seeds))
+
+    @_either
+    def with_transport(self, transport: TransportName) -> SystemConfig:
+        """This config serving and calling other nodes over ``transport`` (default ``"http"``).
+
+        ``"http"``: HTTP on TCP port P. ``"quic"``: QUIC on UDP port P and HTTP on TCP port P (so
+        ``curl``, ``GET /health`` and ``/metrics`` work as with ``"http"``). A QUIC node calls a
+        peer that does not answer QUIC (a node on ``"http"``) over TCP, after waiting up to 1 s
+        for a QUIC answer, so a cluster may mix both. QUIC is encrypted with a self-signed
+        certificate per node, not authenticated.
+
+        Raises:
+            ValueError: ``transport`` is neither ``"http"`` nor ``"quic"``.
+        """
+        if transport not in _TRANSPORTS:
+            choices = " or ".join(repr(t) for t in _TRANSPORTS)
+            raise ValueError(f"transport must be {choices}, got {transport!r}")
+        return replace(self, transport=transport)
 
     @_either
     def with_ask_timeout(self, seconds: float) -> SystemConfig:

@@ -68,8 +68,11 @@ def build_system(
     ask_timeout: float | None = None,
     mailbox_capacity: int | None = None,
     mailbox_wait: float | None = None,
+    transport: typing.Literal["http", "quic"] = "http",
 ) -> None:
-    """Builds a system with ``pulsing::system_builder()``; ``fut`` gets a NativeSystem."""
+    """Builds a system with ``pulsing::system_builder()``; ``fut`` gets a NativeSystem.
+
+    A system with ``addr`` or ``seeds`` serves over ``transport``; ValueError for another name."""
 
 @typing.final
 class NativeSystem:

@@ -86,6 +86,7 @@ class ActorSystem:
                 config.ask_timeout,
                 config.mailbox_capacity,
                 config.mailbox_wait,
+                config.transport,
             )
             self._native = await fut
             started = True
