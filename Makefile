@@ -2,7 +2,7 @@
 # (maturin, pytest, ...) is installed into .venv by `make venv`.
 #
 #   make demo    the distributed counter as two OS processes: Rust (examples/distributed_counter.rs),
-#                then Python (examples/python/distributed_counter.py)
+#                then Python (examples/python/distributed_counter.py), each over HTTP then QUIC
 #   make test    fmt-check, clippy, cargo-test, py-test, py-lint, in this order; stops at the first
 #                failure
 #   make bench   run the local benchmarks (examples/bench.rs)
@@ -26,7 +26,7 @@ ensure = $(CARGO) $(1) --version >/dev/null 2>&1 \
 .PHONY: help demo test tools fmt-check clippy cargo-test venv py-build py-test py-lint bench clean
 
 help:
-	@echo "make demo    distributed counter across two OS processes (Rust, then Python)"
+	@echo "make demo    distributed counter across two OS processes (Rust, then Python; HTTP, then QUIC)"
 	@echo "make test    fmt-check, clippy, cargo-test, py-test, py-lint"
 	@echo "make bench   local benchmarks (JSON lines)"
 	@echo "make venv    create .venv with maturin, pytest, pytest-timeout, msgpack, mypy, ruff"
