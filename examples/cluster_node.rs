@@ -1,9 +1,11 @@
-//! One cluster node as an OS process: serves over HTTP, joins through seeds, optionally runs one
-//! public actor. `tests/cluster_processes.rs` starts three of these and kills one with `kill -9`.
+//! One cluster node as an OS process: serves over HTTP or QUIC, joins through seeds, optionally
+//! runs one public actor. `tests/cluster_processes.rs` starts three of these and kills one with
+//! `kill -9`; `tests/quic_cluster.rs` mixes QUIC and HTTP-only ones.
 //!
 //! ```text
 //! cargo run --example cluster_node -- --name node-a                           # a seed
 //! cargo run --example cluster_node -- --name node-b --seeds 127.0.0.1:PORT_A  # joins it
+//! cargo run --example cluster_node --features quic -- --transport quic --name node-c --seeds 127.0.0.1:PORT_A
 //! ```
 //!
 //! | flag | default | meaning |
@@ -11,6 +13,8 @@
 //! | `--addr ip:port` | `127.0.0.1:0` | the address to serve on (port 0: a free port) |
 //! | `--seeds a,b` | none (a new cluster) | seed addresses to join through, `host:port`, comma-separated |
 //! | `--name NAME` | none (no actor) | spawn a public actor `NAME` |
+//! | `--transport http\|quic` | `http` | `http`: the HTTP transport (TCP port P). `quic`: the QUIC transport (`QuicConfig::default()`): QUIC on UDP port P for calls and gossip, HTTP on TCP port P, peers that do not answer QUIC called over TCP, so both kinds of node mix in one cluster. `quic` needs the facade's `quic` feature (`--features quic`); without it the flag is refused |
+//! | `--quic-idle-timeout SECS` | 4 (`QuicConfig::default()`) | with `--transport quic`: the QUIC idle timeout (a connection silent this long is closed). QUIC peers use the shorter of their two; a test that wants only the membership to notice a silent node raises it on both sides |
 //!
 //! Once it has joined and spawned its actor it prints one line, `ready <advertised addr>`, and
 //! nothing else on stdout (errors go to stderr). It serves until its stdin closes (then it leaves
@@ -23,6 +27,8 @@
 //! | request `msg_type` | reply payload |
 //! |---|---|
 //! | `find` | payload: an actor name; the address of the node `find` on this node returns for it (this node's own address for a local actor), empty if none |
+//! | `relay` | payload: an actor name; this node finds it and asks it to echo (node to node, over this node's transport); the address of the node that answered. Fails with `not found` if `find` finds none, or with the error of that ask |
+//! | `members` | this node's view of the cluster: one line per member, `<addr> <state>` (`Alive`, `Suspect`, `Down`, `Left`) |
 //! | `burn` | payload: milliseconds as decimal text; the handler spins on its worker thread that long without awaiting (actor code at 100% CPU), then echoes |
 //! | anything else | the request's payload (an echo) |
 
@@ -31,7 +37,8 @@ use std::process::ExitCode;
 
 use pulsing::{Actor, ActorError, Context, Message, PulsingError, SpawnOptions};
 
-/// The public actor `NAME`: says where it runs, echoes, and answers `find` from its node's view.
+/// The public actor `NAME`: says where it runs, echoes, and answers `find`, `relay` and `members`
+/// from its node's view.
 struct Where {
     /// This node's advertised address, as text.
     addr: String,
@@ -49,6 +56,26 @@ impl Actor for Where {
             };
             return Ok(Message::single(self.addr.clone(), found));
         }
+        if msg_type == "relay" {
+            let name = std::str::from_utf8(&payload)?;
+            let Some(to) = ctx.system().find(name).await else {
+                return Err(ActorError::new(format!("not found: {name}")));
+            };
+            let (answered_by, _) = to
+                .ask(Message::single("echo", "relayed"))
+                .await?
+                .into_single()?;
+            return Ok(Message::single(self.addr.clone(), answered_by));
+        }
+        if msg_type == "members" {
+            let view: String = ctx
+                .system()
+                .members()
+                .iter()
+                .map(|m| format!("{} {:?}\n", m.addr, m.state))
+                .collect();
+            return Ok(Message::single(self.addr.clone(), view));
+        }
         if msg_type == "burn" {
             let ms: u64 = std::str::from_utf8(&payload)?.parse()?;
             let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
@@ -61,19 +88,34 @@ impl Actor for Where {
     }
 }
 
+/// The transport `--transport` picks.
+#[derive(Clone, Copy)]
+enum TransportKind {
+    /// The facade's default transport, HTTP.
+    Http,
+    /// QUIC, with HTTP on the same port.
+    #[cfg(feature = "quic")]
+    Quic,
+}
+
 struct Args {
     addr: String,
     seeds: Vec<String>,
     name: Option<String>,
+    transport: TransportKind,
+    quic_idle_timeout: Option<std::time::Duration>,
 }
 
-const USAGE: &str = "usage: cluster_node [--addr ip:port] [--seeds host:port,...] [--name NAME]";
+const USAGE: &str = "usage: cluster_node [--addr ip:port] [--seeds host:port,...] [--name NAME] \
+                     [--transport http|quic] [--quic-idle-timeout SECS]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:0".into(),
         seeds: Vec::new(),
         name: None,
+        transport: TransportKind::Http,
+        quic_idle_timeout: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -89,6 +131,27 @@ fn parse() -> Result<Args, String> {
                     .collect();
             }
             "--name" => args.name = Some(value()?),
+            "--transport" => {
+                args.transport = match value()?.as_str() {
+                    "http" => TransportKind::Http,
+                    #[cfg(feature = "quic")]
+                    "quic" => TransportKind::Quic,
+                    #[cfg(not(feature = "quic"))]
+                    "quic" => {
+                        return Err("--transport quic: this cluster_node was built without the \
+                                    `quic` feature (build it with `--features quic`)"
+                            .into())
+                    }
+                    other => return Err(format!("unknown transport {other:?} (http or quic)")),
+                };
+            }
+            "--quic-idle-timeout" => {
+                let secs = value()?;
+                let secs: u64 = secs
+                    .parse()
+                    .map_err(|e| format!("--quic-idle-timeout {secs:?}: {e}"))?;
+                args.quic_idle_timeout = Some(std::time::Duration::from_secs(secs));
+            }
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
                 std::process::exit(0);
@@ -96,15 +159,26 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    if args.quic_idle_timeout.is_some() && matches!(args.transport, TransportKind::Http) {
+        return Err("--quic-idle-timeout needs --transport quic".into());
+    }
     Ok(args)
 }
 
 async fn run(args: Args) -> Result<(), PulsingError> {
-    let system = pulsing::system_builder()
-        .addr(args.addr)
-        .seeds(args.seeds)
-        .build()
-        .await?;
+    let builder = pulsing::system_builder().addr(args.addr).seeds(args.seeds);
+    let builder = match args.transport {
+        TransportKind::Http => builder,
+        #[cfg(feature = "quic")]
+        TransportKind::Quic => {
+            let mut config = pulsing::quic::QuicConfig::default();
+            if let Some(idle) = args.quic_idle_timeout {
+                config = config.idle_timeout(idle);
+            }
+            builder.transport(pulsing::quic::QuicTransport::new(config)?)
+        }
+    };
+    let system = builder.build().await?;
     let advertised = system
         .advertise_addr()
         .expect("a system with an address serves");

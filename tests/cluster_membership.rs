@@ -1,15 +1,23 @@
 //! Several actor systems in one process joined by `pulsing_cluster::Cluster` (the real tokio
-//! driver) over an in-memory transport with a kill switch.
+//! driver) over an in-memory transport with a kill switch, and, for the scenarios that need no
+//! kill switch, over real sockets on 127.0.0.1 with HTTP and (built with the `quic` feature) QUIC:
+//! `<scenario>::over_memory`, `::over_http`, `::over_quic`. Killing a node over real sockets is
+//! `tests/cluster_processes.rs` (OS processes, `kill -9`), on both transports.
 
 #[path = "support/cluster_net.rs"]
 mod cluster_net;
+#[path = "support/transports.rs"]
+mod transports;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_net::Net;
-use pulsing::{Actor, ActorError, ActorSystem, Context, Message, PulsingError, SpawnOptions};
+use pulsing::{
+    Actor, ActorError, ActorSystem, Context, Message, PulsingError, SpawnOptions, Transport,
+};
 use pulsing_cluster::{Cluster, ClusterConfig};
+use transports::TransportKind;
 
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -21,13 +29,61 @@ impl Actor for Echo {
     }
 }
 
-async fn node(
-    net: &Arc<Net>,
-    seeds: Vec<String>,
-    actor: &str,
-) -> Result<ActorSystem, PulsingError> {
+/// What a test's nodes talk over.
+enum Network {
+    /// The in-memory [`Net`], with its kill switch.
+    Memory(Arc<Net>),
+    /// Real sockets on 127.0.0.1, each node with a transport of this kind.
+    Real(TransportKind),
+}
+
+impl Network {
+    /// Its name, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Network::Memory(_) => "memory",
+            Network::Real(kind) => kind.name(),
+        }
+    }
+
+    /// A transport for one more node.
+    fn transport(&self) -> Arc<dyn Transport> {
+        match self {
+            Network::Memory(net) => Arc::new(net.transport()),
+            Network::Real(kind) => kind.transport(),
+        }
+    }
+}
+
+/// `over_each_network!(scenario);` for an `async fn scenario(net: Network)`: a module `scenario`
+/// with the tests `over_memory`, `over_http` and (with the `quic` feature) `over_quic`.
+macro_rules! over_each_network {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::{Net, Network, TransportKind};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_memory() {
+                super::$scenario(Network::Memory(Net::new())).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_http() {
+                super::$scenario(Network::Real(TransportKind::Http)).await;
+            }
+
+            #[cfg(feature = "quic")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_quic() {
+                super::$scenario(Network::Real(TransportKind::Quic)).await;
+            }
+        }
+    };
+}
+
+async fn node(net: &Network, seeds: Vec<String>, actor: &str) -> Result<ActorSystem, PulsingError> {
     let system = ActorSystem::builder()
-        .transport(net.transport())
+        .transport_arc(net.transport())
         .membership(Cluster::new(ClusterConfig::default()))
         .addr("127.0.0.1:0")
         .seeds(seeds)
@@ -51,7 +107,8 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_find_each_other_and_forget_a_killed_one() {
     tokio::time::timeout(BOUND, async {
-        let net = Net::new();
+        let mem = Net::new();
+        let net = Network::Memory(mem.clone());
         let a = node(&net, vec![], "echo-a").await.unwrap();
         let seed = a.addr().unwrap().to_string();
         let b = node(&net, vec![seed.clone()], "echo-b").await.unwrap();
@@ -74,7 +131,7 @@ async fn three_nodes_find_each_other_and_forget_a_killed_one() {
         let to_c = b.find("echo-c").await.unwrap();
         to_c.ask(Message::single("ping", "1")).await.unwrap();
 
-        net.kill(c.addr().unwrap());
+        mem.kill(c.addr().unwrap());
         let started = Instant::now();
         let err = to_c.ask(Message::single("ping", "2")).await.unwrap_err();
         assert!(matches!(err, PulsingError::NodeUnreachable { .. }), "{err}");
@@ -118,10 +175,10 @@ async fn three_nodes_find_each_other_and_forget_a_killed_one() {
     .expect("bounded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_shutdown_is_seen_at_once() {
+over_each_network!(a_graceful_shutdown_is_seen_at_once);
+
+async fn a_graceful_shutdown_is_seen_at_once(net: Network) {
     tokio::time::timeout(BOUND, async {
-        let net = Net::new();
         let a = node(&net, vec![], "echo-a").await.unwrap();
         let b = node(&net, vec![a.addr().unwrap().to_string()], "echo-b")
             .await
@@ -140,19 +197,23 @@ async fn a_graceful_shutdown_is_seen_at_once() {
             took < ClusterConfig::default().suspicion_timeout,
             "took {took:?}"
         );
+        eprintln!(
+            "[{}] graceful shutdown: forgotten {took:?} after it returned",
+            net.name()
+        );
         a.shutdown().await;
     })
     .await
     .expect("bounded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn joining_through_a_silent_seed_fails_in_bounded_time_naming_it() {
+over_each_network!(joining_through_a_silent_seed_fails_in_bounded_time_naming_it);
+
+async fn joining_through_a_silent_seed_fails_in_bounded_time_naming_it(net: Network) {
     tokio::time::timeout(BOUND, async {
-        let net = Net::new();
         let started = Instant::now();
         let err = ActorSystem::builder()
-            .transport(net.transport())
+            .transport_arc(net.transport())
             .membership(Cluster::new(ClusterConfig {
                 join_timeout: Duration::from_secs(1),
                 ..ClusterConfig::default()
@@ -162,7 +223,12 @@ async fn joining_through_a_silent_seed_fails_in_bounded_time_naming_it() {
             .build()
             .await
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+        eprintln!(
+            "[{}] join through a seed that is not there: failed in {took:?}: {err}",
+            net.name()
+        );
         match err {
             PulsingError::NodeUnreachable {
                 addr,

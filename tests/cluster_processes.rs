@@ -1,9 +1,14 @@
 //! Three cluster nodes as real OS processes (`examples/cluster_node.rs`) on 127.0.0.1, plus this
 //! test's own node joined through the seed; one process is killed with SIGKILL (`kill -9`).
+//! Every scenario runs over HTTP and, built with the `quic` feature, over QUIC (every node and the
+//! test's own node on the same transport): `<scenario>::over_http`, `<scenario>::over_quic`.
 #![cfg(all(feature = "http", feature = "cluster"))]
 
 #[path = "support/processes.rs"]
 mod processes;
+#[macro_use]
+#[path = "support/transports.rs"]
+mod transports;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use pulsing::{Actor, ActorError, ActorRef, ActorSystem, Context, Message, SpawnOptions};
 
-use processes::{cluster_node as start, run_within};
+use processes::{eventually, run_within, seen_by, NodeProcess};
+use transports::TransportKind;
 
 /// Bound on the async part of each test (the processes are started, bounded, before it).
 const BOUND: Duration = Duration::from_secs(40);
@@ -20,7 +26,6 @@ const DOWN_BOUND: Duration = Duration::from_secs(10);
 /// An ask to a killed node must fail this much before the ask timeout.
 const FAIL_FAST: Duration = Duration::from_secs(3);
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(100);
 
 struct Echo;
 
@@ -35,10 +40,16 @@ fn run<F: Future<Output = ()>>(body: F) {
     run_within(BOUND, body);
 }
 
-/// This test's node, joined through `seed`.
-async fn join(seed: SocketAddr) -> ActorSystem {
+/// A `cluster_node` process over `kind` serving the actor `name`, joined through `seed` if any.
+fn start(kind: TransportKind, name: &str, seed: Option<SocketAddr>) -> NodeProcess {
+    processes::cluster_node(kind.name(), name, seed)
+}
+
+/// This test's node over `kind`, joined through `seed`.
+async fn join(kind: TransportKind, seed: SocketAddr) -> ActorSystem {
     pulsing::system_builder()
         .addr("127.0.0.1:0")
+        .transport_arc(kind.transport())
         .seeds([seed.to_string()])
         .ask_timeout(ASK_TIMEOUT)
         .build()
@@ -55,38 +66,16 @@ async fn ping(to: &ActorRef, payload: &str) -> Result<(String, String), pulsing:
     Ok((node, String::from_utf8_lossy(&echoed).into_owned()))
 }
 
-/// The address at which the node behind `via` finds `name`, `None` if it finds none.
-async fn seen_by(via: &ActorRef, name: &str) -> Option<SocketAddr> {
-    let reply = via
-        .ask(Message::single("find", name.to_owned()))
-        .await
-        .unwrap_or_else(|e| panic!("{} answers find: {e}", via.name()));
-    let (_, found) = reply.into_single().expect("a single reply");
-    let found = std::str::from_utf8(&found).expect("utf8");
-    (!found.is_empty()).then(|| found.parse().expect("an address"))
-}
-
-/// Polls `done` every [`POLL`] until it holds; panics after `limit`. Returns the time it took.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut done: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if done().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// Waits (bounded, polling) until the seed's actor `seed_actor` at `seed` finds each of `names` at
-/// its address; asks from a standalone system that is not part of the cluster.
-async fn seed_knows(seed: SocketAddr, seed_actor: &str, names: &[(&str, SocketAddr)]) -> Duration {
+/// its address; asks from a standalone system over `kind` that is not part of the cluster.
+async fn seed_knows(
+    kind: TransportKind,
+    seed: SocketAddr,
+    seed_actor: &str,
+    names: &[(&str, SocketAddr)],
+) -> Duration {
     let probe = ActorSystem::builder()
-        .transport(pulsing::http::HttpTransport::default())
+        .transport_arc(kind.transport())
         .build()
         .await
         .expect("a probe system");
@@ -112,20 +101,25 @@ async fn find_at(system: &ActorSystem, name: &str) -> Option<SocketAddr> {
     system.find(name).await.and_then(|r| r.remote_addr())
 }
 
-#[test]
-fn three_processes_find_each_other_and_forget_a_killed_one() {
-    let a = start("node-a", None);
-    let mut b = start("node-b", Some(a.addr));
-    let c = start("node-c", Some(a.addr));
+over_each_transport!(three_processes_find_each_other_and_forget_a_killed_one);
+
+fn three_processes_find_each_other_and_forget_a_killed_one(kind: TransportKind) {
+    let a = start(kind, "node-a", None);
+    let mut b = start(kind, "node-b", Some(a.addr));
+    let c = start(kind, "node-c", Some(a.addr));
     run(async {
         // b and c registered their actors as they started; the registration reaches the seed by
         // gossip (one random member first, then the next rounds), so the seed may not hold it yet
         // when c prints `ready`. A probe outside the cluster asks the seed what it sees until it
         // sees both: the precondition for "found right after the join".
-        let waited = seed_knows(a.addr, "node-a", &[("node-b", b.addr), ("node-c", c.addr)]).await;
-        eprintln!("the seed knew node-b and node-c {waited:?} after node-c was ready");
+        let known = [("node-b", b.addr), ("node-c", c.addr)];
+        let waited = seed_knows(kind, a.addr, "node-a", &known).await;
+        eprintln!(
+            "[{}] the seed knew node-b and node-c {waited:?} after node-c was ready",
+            kind.name()
+        );
 
-        let me = join(a.addr).await;
+        let me = join(kind, a.addr).await;
 
         // Right after the join, no sleep: the actors the seed knew of are found, on the process
         // that runs them, and answer from there.
@@ -163,10 +157,7 @@ fn three_processes_find_each_other_and_forget_a_killed_one() {
             err.is_unreachable() || err.is_not_found(),
             "typed error: {err:?}"
         );
-        assert!(
-            took < FAIL_FAST,
-            "failed after {took:?}, not well before the ask timeout"
-        );
+        // How fast it failed is checked last, so that a slow failure does not hide the rest.
 
         let down = eventually("node-b forgotten by a, c and me", DOWN_BOUND, || async {
             find_at(&me, "node-b").await.is_none()
@@ -176,8 +167,9 @@ fn three_processes_find_each_other_and_forget_a_killed_one() {
         })
         .await;
         eprintln!(
-            "kill -9: ask failed in {took:?} ({err}); node-b forgotten everywhere {:?} after the kill \
-             ({down:?} of polling)",
+            "[{}] kill -9: ask failed in {took:?} ({err}); node-b forgotten everywhere {:?} after \
+             the kill ({down:?} of polling)",
+            kind.name(),
             killed.elapsed()
         );
 
@@ -189,6 +181,11 @@ fn three_processes_find_each_other_and_forget_a_killed_one() {
         }
         assert_eq!(seen_by(&to_a, "node-c").await, Some(c.addr));
         assert_eq!(seen_by(&to_c, "node-a").await, Some(a.addr));
+        assert!(
+            took < FAIL_FAST,
+            "the ask to the killed node failed after {took:?}, not well before the ask timeout: \
+             {err}"
+        );
         me.shutdown().await;
     });
     for node in [c, a] {
@@ -200,14 +197,15 @@ fn three_processes_find_each_other_and_forget_a_killed_one() {
     }
 }
 
-#[test]
-fn the_cluster_outlives_its_killed_seed() {
-    let mut a = start("seed-a", None);
-    let b = start("seed-b", Some(a.addr));
-    let c = start("seed-c", Some(a.addr));
+over_each_transport!(the_cluster_outlives_its_killed_seed);
+
+fn the_cluster_outlives_its_killed_seed(kind: TransportKind) {
+    let mut a = start(kind, "seed-a", None);
+    let b = start(kind, "seed-b", Some(a.addr));
+    let c = start(kind, "seed-c", Some(a.addr));
     run(async {
         // Joined through b this time: any member is a seed.
-        let me = join(b.addr).await;
+        let me = join(kind, b.addr).await;
         // b's own actor and a's (which b synced at its join) are there at once; c's reaches b by
         // gossip from c or a, so it gets a bounded poll.
         let to_b = me.find("seed-b").await.expect("b found after the join");
@@ -219,12 +217,18 @@ fn the_cluster_outlives_its_killed_seed() {
         let to_c = me.find("seed-c").await.expect("c found");
 
         a.kill();
+        let killed = Instant::now();
         eventually("the seed forgotten by b, c and me", DOWN_BOUND, || async {
             find_at(&me, "seed-a").await.is_none()
                 && seen_by(&to_b, "seed-a").await.is_none()
                 && seen_by(&to_c, "seed-a").await.is_none()
         })
         .await;
+        eprintln!(
+            "[{}] kill -9 of the seed: forgotten by b, c and me {:?} after the kill",
+            kind.name(),
+            killed.elapsed()
+        );
 
         assert_eq!(seen_by(&to_b, "seed-c").await, Some(c.addr));
         assert_eq!(seen_by(&to_c, "seed-b").await, Some(b.addr));
@@ -234,12 +238,13 @@ fn the_cluster_outlives_its_killed_seed() {
     });
 }
 
-#[test]
-fn a_node_busy_at_full_cpu_is_not_declared_down() {
-    let a = start("busy-a", None);
-    let b = start("busy-b", Some(a.addr));
+over_each_transport!(a_node_busy_at_full_cpu_is_not_declared_down);
+
+fn a_node_busy_at_full_cpu_is_not_declared_down(kind: TransportKind) {
+    let a = start(kind, "busy-a", None);
+    let b = start(kind, "busy-b", Some(a.addr));
     run(async {
-        let me = join(a.addr).await;
+        let me = join(kind, a.addr).await;
         let to_a = me.find("busy-a").await.expect("a found");
         // b's registration may still be on its way to the seed (see the first test).
         eventually("b known", Duration::from_secs(5), || async {
@@ -275,6 +280,11 @@ fn a_node_busy_at_full_cpu_is_not_declared_down() {
             .filter(|m| m.addr == b.addr && m.state != pulsing::MemberState::Alive)
             .collect();
         assert!(down.is_empty(), "b is not alive here: {down:?}");
+        eprintln!(
+            "[{}] busy for {burn:?}: found and alive throughout ({:?} of checks)",
+            kind.name(),
+            start.elapsed()
+        );
         me.shutdown().await;
     });
 }

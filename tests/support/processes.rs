@@ -1,6 +1,7 @@
 //! Nodes as real OS processes for integration tests: builds an example of this crate once, starts
 //! it, waits (bounded) for its `ready <addr>` line, and kills it when the handle is dropped, so no
-//! process outlives a failed assert.
+//! process outlives a failed assert. Also the requests a test sends to a `cluster_node`'s actor
+//! ([`seen_by`], [`members_seen_by`], [`relay`]) and a bounded poll ([`eventually`]).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -12,6 +13,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use pulsing::{ActorRef, Message, PulsingError};
 
 /// How long a node process may take to print `ready` (process start, bind, join through a seed).
 pub const READY_BOUND: Duration = Duration::from_secs(30);
@@ -42,7 +45,8 @@ pub fn example(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("the test binary lives in <target>/<profile>/deps/");
     let target_dir = profile_dir.parent().expect("<target>/<profile>");
-    // The facade's features this test was built with, so the example links the same library build.
+    // The facade's features this test was built with, so the example links the same library build
+    // (and `cluster_node --transport quic` works exactly when this test has QUIC).
     let features: Vec<&str> = [
         ("http", cfg!(feature = "http")),
         ("quic", cfg!(feature = "quic")),
@@ -197,19 +201,43 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Starts a `cluster_node` process (`examples/cluster_node.rs`) serving the public actor `name`,
-/// joining the cluster through `seed` if any.
+/// Starts a `cluster_node` process (`examples/cluster_node.rs`) over `transport` (its
+/// `--transport`: `http`, or `quic` when this test is built with the facade's `quic` feature, which
+/// [`example`] then builds the node with) serving the public actor `name`, joining the cluster
+/// through `seed` if any.
 ///
 /// # Panics
 ///
 /// If the process does not start or print `ready` in time.
-pub fn cluster_node(name: &str, seed: Option<SocketAddr>) -> NodeProcess {
+pub fn cluster_node(transport: &str, name: &str, seed: Option<SocketAddr>) -> NodeProcess {
+    cluster_node_with(transport, name, seed, &[])
+}
+
+/// [`cluster_node`] with more of its flags, e.g. `["--quic-idle-timeout", "60"]`.
+///
+/// # Panics
+///
+/// If the process does not start or print `ready` in time.
+pub fn cluster_node_with(
+    transport: &str,
+    name: &str,
+    seed: Option<SocketAddr>,
+    flags: &[&str],
+) -> NodeProcess {
     let bin = example("cluster_node");
     let seed = seed.map(|s| s.to_string());
-    let mut args = vec!["--addr", "127.0.0.1:0", "--name", name];
+    let mut args = vec![
+        "--addr",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--transport",
+        transport,
+    ];
     if let Some(seed) = &seed {
         args.extend(["--seeds", seed.as_str()]);
     }
+    args.extend_from_slice(flags);
     NodeProcess::start(&bin, name, &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -226,4 +254,78 @@ pub fn run_within<F: Future<Output = ()>>(bound: Duration, body: F) {
                 .await
                 .expect("test exceeded its time bound");
         });
+}
+
+/// How often [`eventually`] checks.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Polls `done` every [`POLL`] until it holds; panics after `limit`. Returns the time it took.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut done: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if done().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The address at which the `cluster_node` behind `via` finds `name` (its actor's `find`), `None`
+/// if it finds none.
+///
+/// # Panics
+///
+/// If `via` does not answer.
+pub async fn seen_by(via: &ActorRef, name: &str) -> Option<SocketAddr> {
+    let reply = via
+        .ask(Message::single("find", name.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("{} answers find: {e}", via.name()));
+    let (_, found) = reply.into_single().expect("a single reply");
+    let found = std::str::from_utf8(&found).expect("utf8");
+    (!found.is_empty()).then(|| found.parse().expect("an address"))
+}
+
+/// The members the `cluster_node` behind `via` sees (its actor's `members`), each with its state
+/// as `MemberState`'s name (`Alive`, `Suspect`, `Down`, `Left`).
+///
+/// # Panics
+///
+/// If `via` does not answer.
+pub async fn members_seen_by(via: &ActorRef) -> Vec<(SocketAddr, String)> {
+    let reply = via
+        .ask(Message::single("members", ""))
+        .await
+        .unwrap_or_else(|e| panic!("{} answers members: {e}", via.name()));
+    let (_, view) = reply.into_single().expect("a single reply");
+    std::str::from_utf8(&view)
+        .expect("utf8")
+        .lines()
+        .map(|line| {
+            let (addr, state) = line.split_once(' ').expect("`<addr> <state>`");
+            (addr.parse().expect("an address"), state.to_owned())
+        })
+        .collect()
+}
+
+/// Has the `cluster_node` behind `via` ask the actor `name` (found through its own registry,
+/// called over its own transport: its actor's `relay`). Returns the address of the node that
+/// answered.
+///
+/// # Errors
+///
+/// If `via` cannot be asked, or its relayed ask failed (then a [`PulsingError::Actor`] carrying
+/// that error's text, or `not found: <name>`).
+pub async fn relay(via: &ActorRef, name: &str) -> Result<SocketAddr, PulsingError> {
+    let (_, answered_by) = via
+        .ask(Message::single("relay", name.to_owned()))
+        .await?
+        .into_single()?;
+    let answered_by = std::str::from_utf8(&answered_by).expect("utf8");
+    Ok(answered_by.parse().expect("an address"))
 }
