@@ -4,7 +4,8 @@ QUIC and HTTP nodes, calling both ways.
 
 The peer is a ``_peer.py`` node (``--transport quic|http``; ``--guide`` runs the guide's node 1).
 Where the machine lists its sockets in ``/proc/net`` (Linux), the tests also check that a QUIC node
-binds UDP at its port and that two QUIC nodes keep no TCP connection between them.
+binds UDP at its port and that two QUIC nodes keep no TCP connection between them but the idle
+sentinel each keeps to the other's TCP door (``QuicConfig::tcp_sentinel``).
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def test_the_guides_distributed_counter_runs_over_quic_across_two_processes() ->
                 listed = udp_ports()
                 if listed is not None:
                     assert ports <= listed, "both QUIC nodes bind UDP at their port"
-                    # The TCP probe beside each handshake closes at once; calls and gossip ride
-                    # QUIC, so no TCP connection stays between the two nodes.
-                    await eventually(lambda: established_tcp(ports), equals=0)
+                    # Calls and gossip ride QUIC. What TCP stays is the sentinel each node keeps
+                    # to the other's TCP door, idle, to learn at once when its process dies: at
+                    # most one connection per direction, two ends each.
+                    await eventually(lambda: established_tcp(ports) <= 4)
 
         asyncio.run(node_2())
 

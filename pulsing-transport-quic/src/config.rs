@@ -24,6 +24,7 @@ pub type SocketWrapper =
 /// | [`keep_alive`](Self::keep_alive) | 1 s | QUIC PINGs on every connection (below the idle timeout, so a live peer's connection never idles out) |
 /// | [`stream_window`](Self::stream_window) | 4 MiB | per-stream receive window |
 /// | [`connection_window`](Self::connection_window) | 16 MiB | per-connection receive window |
+/// | [`tcp_sentinel`](Self::tcp_sentinel) | on | a TCP connect to the peer's TCP door alongside each QUIC handshake (refused: nothing runs there, the call fails at once), kept open idle as a sentinel (the peer's kernel closes it when its process dies: the QUIC connection ends at once). Off: nothing but QUIC between QUIC nodes; a refused address then fails by the handshake timeout and a killed peer by the idle timeout |
 /// | [`max_streams`](Self::max_streams) | 256 | concurrent bidirectional streams a peer may open (one per link and per gossip exchange) |
 ///
 /// A silent peer (stopped process, cut link) fails the calls on its links by the link keep-alive
@@ -50,6 +51,9 @@ pub struct QuicConfig {
     pub connection_window: u32,
     /// Concurrent bidirectional streams a peer may open.
     pub max_streams: u32,
+    /// Whether to probe the peer's TCP door beside each handshake and keep that connection as a
+    /// sentinel of the peer's process.
+    pub tcp_sentinel: bool,
     /// TLS; `None`: a self-signed certificate made at start, any peer accepted
     /// ([`Tls::self_signed`]).
     pub tls: Option<Tls>,
@@ -69,6 +73,7 @@ impl std::fmt::Debug for QuicConfig {
             .field("stream_window", &self.stream_window)
             .field("connection_window", &self.connection_window)
             .field("max_streams", &self.max_streams)
+            .field("tcp_sentinel", &self.tcp_sentinel)
             .field("tls", &self.tls)
             .field("socket_wrapper", &self.socket_wrapper.is_some())
             .finish()
@@ -87,6 +92,7 @@ impl Default for QuicConfig {
             stream_window: 4 * 1024 * 1024,
             connection_window: 16 * 1024 * 1024,
             max_streams: 256,
+            tcp_sentinel: true,
             tls: None,
             socket_wrapper: None,
         }
@@ -103,6 +109,12 @@ impl QuicConfig {
     /// Sets [`tls`](Self::tls).
     pub fn tls(mut self, tls: Tls) -> QuicConfig {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`tcp_sentinel`](Self::tcp_sentinel).
+    pub fn tcp_sentinel(mut self, on: bool) -> QuicConfig {
+        self.tcp_sentinel = on;
         self
     }
 

@@ -176,14 +176,21 @@ impl Net {
         // there: fail now) from one that is up (wait for the handshake, else use TCP).
         let handshake = async {
             tokio::pin!(connecting);
-            let probe = tokio::net::TcpStream::connect(addr);
+            let probing = self.config.tcp_sentinel;
+            let probe = async move {
+                if probing {
+                    tokio::net::TcpStream::connect(addr).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::pin!(probe);
             let mut sentinel = None;
             loop {
                 tokio::select! {
                     r = &mut connecting => {
                         // The handshake may win the race: give the probe a moment, it is local.
-                        if sentinel.is_none() {
+                        if sentinel.is_none() && probing {
                             if let Ok(Ok(s)) = tokio::time::timeout(PROBE_GRACE, &mut probe).await {
                                 sentinel = Some(s);
                             }
