@@ -37,7 +37,7 @@ mod serve;
 mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -67,6 +67,24 @@ pub struct QuicTransport {
     tasks: TaskTracker,
     bound: OnceLock<SocketAddr>,
     serving: AtomicBool,
+    doors: Doors,
+}
+
+/// Calls (asks, tells, gossip exchanges) sent through each door.
+#[derive(Default)]
+struct Doors {
+    quic: AtomicU64,
+    tcp: AtomicU64,
+}
+
+/// How many calls (asks, tells, gossip exchanges) a [`QuicTransport`] sent over each door since it
+/// was made ([`QuicTransport::calls_by_door`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DoorCounts {
+    /// Sent over QUIC (a call that failed there counts too, unless it then went over TCP).
+    pub quic: u64,
+    /// Sent over TCP, to peers that did not answer QUIC.
+    pub tcp: u64,
 }
 
 impl std::fmt::Debug for QuicTransport {
@@ -101,6 +119,7 @@ impl QuicTransport {
             tasks: TaskTracker::new(),
             bound: OnceLock::new(),
             serving: AtomicBool::new(false),
+            doors: Doors::default(),
         })
     }
 
@@ -121,6 +140,14 @@ impl QuicTransport {
         self.links.pooled() + self.net.pooled() + self.http.pooled_peers()
     }
 
+    /// Calls sent over each door so far: how a test (or an operator) sees that QUIC nodes talk QUIC.
+    pub fn calls_by_door(&self) -> DoorCounts {
+        DoorCounts {
+            quic: self.doors.quic.load(Ordering::Relaxed),
+            tcp: self.doors.tcp.load(Ordering::Relaxed),
+        }
+    }
+
     /// Runs `quic` unless `addr` lately did not answer QUIC; then, or when `quic` fails because
     /// the peer does not answer QUIC (nothing was sent), runs `tcp` with the time left.
     async fn either<T, Q, H>(
@@ -136,6 +163,7 @@ impl QuicTransport {
     {
         let started = Instant::now();
         if self.net.prefers_tcp(addr) {
+            self.doors.tcp.fetch_add(1, Ordering::Relaxed);
             return tcp(timeout).await;
         }
         match quic.await {
@@ -143,9 +171,13 @@ impl QuicTransport {
                 if self.net.prefers_tcp(addr)
                     && e.delivery() == pulsing_core::Delivery::NotDelivered =>
             {
+                self.doors.tcp.fetch_add(1, Ordering::Relaxed);
                 tcp(timeout.saturating_sub(started.elapsed())).await
             }
-            r => r,
+            r => {
+                self.doors.quic.fetch_add(1, Ordering::Relaxed);
+                r
+            }
         }
     }
 }
