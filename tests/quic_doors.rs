@@ -96,3 +96,31 @@ async fn a_quic_node_calls_an_http_only_node_over_tcp() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_udp_port_fails_the_build_and_frees_the_tcp_port() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        // Take a UDP port, then ask a QUIC node to serve the same number.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let e = ActorSystem::builder()
+            .addr(addr.to_string())
+            .transport_arc(quic())
+            .build()
+            .await
+            .expect_err("the UDP port is taken");
+        assert!(e.to_string().contains("UDP"), "{e}");
+        // The TCP door it opened first was given back: the port can be bound again.
+        let mut freed = false;
+        for _ in 0..50 {
+            if std::net::TcpListener::bind(addr).is_ok() {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(freed, "TCP {addr} is free again");
+    })
+    .await
+    .expect("bounded");
+}

@@ -216,7 +216,14 @@ impl Transport for QuicTransport {
         }
         self.links.set_handler(handler.clone());
         let bound = self.http.serve(addr, handler.clone()).await?;
-        let endpoint = self.net.bind(bound)?;
+        let endpoint = match self.net.bind(bound) {
+            Ok(e) => e,
+            Err(e) => {
+                // The UDP port of that number is taken: give the TCP door back too.
+                self.http.shutdown().await;
+                return Err(e);
+            }
+        };
         self.tasks.spawn(serve::accept_loop(
             endpoint,
             self.net.clone(),
