@@ -17,6 +17,9 @@
 mod netns;
 #[path = "support/processes.rs"]
 mod processes;
+#[macro_use]
+#[path = "support/transports.rs"]
+mod transports;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -31,6 +34,7 @@ use pulsing::{
 
 use netns::{Host, Lan};
 use processes::{run_within, NodeProcess};
+use transports::TransportKind;
 
 /// Bound on the whole scenario (cluster forming, the cut, the heal).
 const BOUND: Duration = Duration::from_secs(90);
@@ -66,11 +70,30 @@ fn skip(reason: &str) {
 
 /// Starts `cluster_node --addr <host>:7000 --name <name> --seeds <seed>` inside `host`, off the
 /// runtime's workers (it blocks until the node is ready, bounded by `READY_BOUND`).
-async fn start_in(lan: &Lan, bin: &Path, host: &Host, name: &str, seed: SocketAddr) -> NodeProcess {
+async fn start_in(
+    lan: &Lan,
+    bin: &Path,
+    host: &Host,
+    name: &str,
+    seed: SocketAddr,
+    kind: TransportKind,
+) -> NodeProcess {
     let addr = format!("{}:7000", host.ip);
     let (program, mut args) = lan.exec(host, bin);
     let seed = seed.to_string();
-    args.extend(["--addr", &addr, "--name", name, "--seeds", &seed].map(String::from));
+    args.extend(
+        [
+            "--addr",
+            &addr,
+            "--name",
+            name,
+            "--seeds",
+            &seed,
+            "--transport",
+            kind.name(),
+        ]
+        .map(String::from),
+    );
     let label = name.to_owned();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -178,8 +201,9 @@ fn failed_fast(what: &str, r: Result<Message, PulsingError>, took: Duration) -> 
     took
 }
 
-#[test]
-fn asks_to_a_node_cut_off_fail_fast_and_succeed_again_once_its_link_returns() {
+over_each_transport!(asks_to_a_node_cut_off_fail_fast_and_succeed_again_once_its_link_returns);
+
+fn asks_to_a_node_cut_off_fail_fast_and_succeed_again_once_its_link_returns(kind: TransportKind) {
     let lan = match Lan::new(3) {
         Ok(lan) => lan,
         Err(reason) => return skip(&reason),
@@ -190,6 +214,7 @@ fn asks_to_a_node_cut_off_fail_fast_and_succeed_again_once_its_link_returns() {
         run_within(BOUND, async {
             let a = pulsing::system_builder()
                 .addr(format!("{}:7000", host_a.ip))
+                .transport_arc(kind.transport())
                 .ask_timeout(ASK_TIMEOUT)
                 .build()
                 .await
@@ -198,8 +223,8 @@ fn asks_to_a_node_cut_off_fail_fast_and_succeed_again_once_its_link_returns() {
             a.spawn_with(Echo, "part-a", SpawnOptions::new().public(true))
                 .await
                 .expect("spawn part-a");
-            let b = start_in(&lan, &bin, &host_b, "part-b", a_addr).await;
-            let c = start_in(&lan, &bin, &host_c, "part-c", a_addr).await;
+            let b = start_in(&lan, &bin, &host_b, "part-b", a_addr, kind).await;
+            let c = start_in(&lan, &bin, &host_c, "part-c", a_addr, kind).await;
             let to_b = a.remote_ref(b.addr, "part-b").expect("a valid name");
             let to_c = a.remote_ref(c.addr, "part-c").expect("a valid name");
 
