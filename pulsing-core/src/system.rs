@@ -447,7 +447,12 @@ impl ActorSystem {
                 Err(PulsingError::Timeout(bound))
             }
         };
-        started?;
+        if let Err(e) = started {
+            // Gone from the registry before the caller hears of it (the actor's task would
+            // remove it too, a moment later): a `find` right after sees no actor.
+            self.forget_actor(&cell);
+            return Err(e);
+        }
         if visibility == Visibility::Public {
             if let Err(e) = inner.membership.register(&name).await {
                 cell.request_stop(Instant::now());
