@@ -243,6 +243,29 @@ impl Budget {
     }
 }
 
+/// Opens a TCP connection to `addr` with `TCP_NODELAY`, bounded by `connect_timeout` and by
+/// `deadline`. A refused connect, or one past `connect_timeout`, fails as not sent; `Ok(None)` when
+/// `deadline` came first (the caller's own time ran out: its error to give).
+pub(crate) async fn connect_tcp(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    deadline: Instant,
+) -> Result<Option<TcpStream>, PulsingError> {
+    let by_connect = Instant::now() + connect_timeout;
+    match tokio::time::timeout_at(by_connect.min(deadline), TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(Some(s))
+        }
+        Ok(Err(e)) => Err(not_sent(addr, format!("connect failed: {e}"))),
+        Err(_) if by_connect <= deadline => Err(not_sent(
+            addr,
+            format!("connect timed out after {connect_timeout:?}"),
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
 /// `addr` unreachable before the request was handed to a connection: nothing was sent.
 pub(crate) fn not_sent(addr: SocketAddr, reason: impl Into<String>) -> PulsingError {
     PulsingError::NodeUnreachable {
@@ -363,25 +386,9 @@ impl Client {
     }
 
     async fn connect(&self, addr: SocketAddr, budget: Budget) -> Result<Conn, PulsingError> {
-        let now = Instant::now();
-        let by_connect = now + self.config.connect_timeout;
-        let stream = match tokio::time::timeout_at(
-            by_connect.min(budget.deadline),
-            TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(not_sent(addr, format!("connect failed: {e}"))),
-            Err(_) if by_connect <= budget.deadline => {
-                return Err(not_sent(
-                    addr,
-                    format!("connect timed out after {:?}", self.config.connect_timeout),
-                ))
-            }
-            Err(_) => return Err(budget.expired()),
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(addr, self.config.connect_timeout, budget.deadline)
+            .await?
+            .ok_or_else(|| budget.expired())?;
         let mut builder = h2::client::Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)

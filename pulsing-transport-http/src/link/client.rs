@@ -18,7 +18,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use pulsing_core::{InboundHandler, Message, MessageStream, NodeId, PulsingError, RemoteTarget};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +27,7 @@ use super::{
     envelope_size, frame_size, item_cost, too_large, GONE_CHECK_TIMEOUT, STREAM_ITEMS,
     STREAM_WINDOW,
 };
-use crate::client::{maybe_delivered, not_sent};
+use crate::client::{connect_tcp, maybe_delivered, not_sent};
 use crate::codec::link::{self as frames, LinkDecoder, LinkFrame};
 use crate::codec::{Envelope, WireError};
 use crate::config::HttpConfig;
@@ -180,20 +179,9 @@ pub(crate) struct TcpDial {
 impl Dial for TcpDial {
     fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_> {
         Box::pin(async move {
-            let deadline = by;
-            let by = (Instant::now() + self.connect_timeout).min(deadline);
-            let stream = match tokio::time::timeout_at(by, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(not_sent(addr, format!("connect failed: {e}"))),
-                Err(_) if by < deadline => {
-                    return Err(not_sent(
-                        addr,
-                        format!("connect timed out after {:?}", self.connect_timeout),
-                    ))
-                }
-                Err(_) => return Err(late(addr)),
-            };
-            let _ = stream.set_nodelay(true);
+            let stream = connect_tcp(addr, self.connect_timeout, by)
+                .await?
+                .ok_or_else(|| late(addr))?;
             let (rd, wr) = stream.into_split();
             Ok((
                 Box::new(rd) as LinkReader,
