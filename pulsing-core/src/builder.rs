@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::error::PulsingError;
 use crate::mailbox::{DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAILBOX_WAIT};
 use crate::membership::{Membership, Standalone};
+use crate::security::{Secret, Security, SECRET_ENV};
 use crate::system::ActorSystem;
 use crate::transport::{NoTransport, Transport};
 
@@ -24,6 +25,7 @@ pub(crate) struct Config {
     pub(crate) mailbox_wait: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) advertise_addr: Option<SocketAddr>,
+    pub(crate) security: Security,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
             mailbox_wait: DEFAULT_MAILBOX_WAIT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             advertise_addr: None,
+            security: Security::default(),
         }
     }
 }
@@ -50,6 +53,8 @@ impl Default for Config {
 /// | [`mailbox_capacity`](Self::mailbox_capacity) | [`DEFAULT_MAILBOX_CAPACITY`] (1024) |
 /// | [`mailbox_wait`](Self::mailbox_wait) | [`DEFAULT_MAILBOX_WAIT`] (5 s) |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s) |
+/// | [`secret`](Self::secret) | the environment variable `PULSING_SECRET`, else none (no TLS, no authentication) |
+/// | [`api_tokens`](Self::api_tokens) | none |
 ///
 /// # Examples
 ///
@@ -73,6 +78,8 @@ pub struct ActorSystemBuilder {
     membership: Option<Arc<dyn Membership>>,
     fallback_transport: Option<Factory<dyn Transport>>,
     fallback_membership: Option<Factory<dyn Membership>>,
+    secrets: Vec<String>,
+    api_tokens: Vec<String>,
 }
 
 type Factory<T> = Box<dyn FnOnce() -> Arc<T> + Send>;
@@ -182,13 +189,69 @@ impl ActorSystemBuilder {
         self
     }
 
+    /// The cluster secret (`docs/security.md`): every node with the same secret derives the same
+    /// cluster CA from it and gets a certificate from that CA at start; node-to-node connections are
+    /// then mutually authenticated TLS, and a node without the secret cannot join, gossip or call.
+    /// HTTP clients need a client certificate from the CA or one of the
+    /// [`api_tokens`](Self::api_tokens). Without this, the secret is read from the environment
+    /// variable `PULSING_SECRET` at [`build`](Self::build); without either, nothing is
+    /// authenticated (as before).
+    pub fn secret(self, secret: impl Into<String>) -> Self {
+        self.secrets([secret])
+    }
+
+    /// Several cluster secrets at once, for rotating: the **first** is presented, **every one** is
+    /// accepted. Rotating from A to B: restart each node with `[A, B]`, then each with `[B, A]`,
+    /// then (optionally) each with `[B]`; calls succeed throughout.
+    pub fn secrets<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.secrets = secrets.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Bearer tokens HTTP clients may use instead of a client certificate
+    /// (`Authorization: Bearer <token>`). Needs a [`secret`](Self::secret).
+    pub fn api_tokens<I, S>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.api_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The security settings from the secrets and tokens given, or `PULSING_SECRET`.
+    fn security(&mut self) -> Result<Security, PulsingError> {
+        let mut secrets = std::mem::take(&mut self.secrets);
+        if secrets.is_empty() {
+            if let Ok(from_env) = std::env::var(SECRET_ENV) {
+                secrets.push(from_env);
+            }
+        }
+        let secrets = secrets
+            .into_iter()
+            .map(Secret::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let tokens = std::mem::take(&mut self.api_tokens)
+            .into_iter()
+            .map(Secret::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Security::new(secrets, tokens)
+    }
+
     /// Starts the system: binds the transport (if any) and joins the seeds (if any).
     ///
     /// # Errors
     ///
     /// [`PulsingError::Config`] for an address that does not parse, an address or seeds without a
-    /// transport, seeds without a membership, or a bind failure; the membership's join error.
+    /// transport, seeds without a membership, a bind failure, an empty secret or token, tokens
+    /// without a secret, or a secret the transport cannot use; the membership's join error
+    /// ([`PulsingError::Unauthorized`] when a seed refused this node's identity).
     pub async fn build(mut self) -> Result<ActorSystem, PulsingError> {
+        self.config.security = self.security()?;
         let networked = self.addr.is_some() || !self.seeds.is_empty();
         if self.transport.is_none() && networked {
             self.transport = self.fallback_transport.take().map(|make| make());
@@ -213,6 +276,9 @@ impl ActorSystemBuilder {
             None
         };
         let transport = self.transport.unwrap_or_else(|| Arc::new(NoTransport));
+        if has_transport && self.config.security.is_enabled() {
+            transport.secure(&self.config.security)?;
+        }
         let membership = self
             .membership
             .unwrap_or_else(|| Arc::new(Standalone::default()));

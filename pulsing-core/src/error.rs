@@ -124,6 +124,11 @@ pub enum PulsingError {
     /// A misconfiguration detected when building the system or spawning an actor.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The peer refused who we are, or we refused it: no certificate from the cluster's CA (another
+    /// cluster secret, or none), or an HTTP client without a token or client certificate
+    /// (`docs/security.md`). Nothing was delivered.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// An error kind this version does not know, received from a newer peer. The message may have been
     /// delivered.
     #[error("{kind}: {message}")]
@@ -163,6 +168,8 @@ pub enum ErrorKind {
     Config,
     /// `already_exists`
     AlreadyExists,
+    /// `unauthorized` (no or wrong credentials: cluster certificate, token)
+    Unauthorized,
     /// Any other kind.
     Other,
 }
@@ -183,6 +190,7 @@ impl ErrorKind {
             ErrorKind::StreamTruncated => "stream_truncated",
             ErrorKind::Config => "config",
             ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Other => "other",
         }
     }
@@ -210,6 +218,7 @@ impl PulsingError {
             PulsingError::StreamTruncated(_) => ErrorKind::StreamTruncated,
             PulsingError::Config(_) => ErrorKind::Config,
             PulsingError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            PulsingError::Unauthorized(_) => ErrorKind::Unauthorized,
             PulsingError::Other { .. } => ErrorKind::Other,
         }
     }
@@ -218,7 +227,7 @@ impl PulsingError {
     ///
     /// | error | delivery |
     /// |---|---|
-    /// | `NotFound`, `MailboxFull`, `BadMessage`, `TooLarge`, `InvalidName`, `AlreadyExists`, `SystemShutdown`, `Config` | [`NotDelivered`](Delivery::NotDelivered) |
+    /// | `NotFound`, `MailboxFull`, `BadMessage`, `TooLarge`, `InvalidName`, `AlreadyExists`, `SystemShutdown`, `Config`, `Unauthorized` | [`NotDelivered`](Delivery::NotDelivered) |
     /// | `Timeout`, `RemoteTimeout`, `Stopped`, `StreamTruncated`, `Other` | [`MaybeDelivered`](Delivery::MaybeDelivered) |
     /// | `Actor`, `Panicked` | [`Handled`](Delivery::Handled) |
     /// | `NodeUnreachable` | its `delivery` field |
@@ -231,7 +240,8 @@ impl PulsingError {
             | PulsingError::InvalidName { .. }
             | PulsingError::AlreadyExists(_)
             | PulsingError::SystemShutdown
-            | PulsingError::Config(_) => Delivery::NotDelivered,
+            | PulsingError::Config(_)
+            | PulsingError::Unauthorized(_) => Delivery::NotDelivered,
             PulsingError::Timeout(_)
             | PulsingError::RemoteTimeout(_)
             | PulsingError::Stopped(_)
@@ -254,6 +264,7 @@ impl PulsingError {
             | PulsingError::StreamTruncated(s)
             | PulsingError::Config(s)
             | PulsingError::AlreadyExists(s)
+            | PulsingError::Unauthorized(s)
             | PulsingError::RemoteTimeout(s) => s.clone(),
             PulsingError::Actor(e) => e.to_string(),
             // Without the delivery words: the receiver states its own view of delivery.
@@ -317,6 +328,7 @@ impl PulsingError {
             "stream_truncated" => PulsingError::StreamTruncated(message),
             "config" => PulsingError::Config(message),
             "already_exists" => PulsingError::AlreadyExists(message),
+            "unauthorized" => PulsingError::Unauthorized(message),
             _ => PulsingError::Other {
                 kind: kind.to_owned(),
                 message,
@@ -499,6 +511,7 @@ mod tests {
             PulsingError::TooLarge("x".into()),
             PulsingError::StreamTruncated("x".into()),
             PulsingError::AlreadyExists("a".into()),
+            PulsingError::Unauthorized("no token".into()),
             PulsingError::RemoteTimeout("x".into()),
         ];
         for e in errors {
@@ -585,6 +598,7 @@ mod tests {
             (PulsingError::SystemShutdown, NotDelivered),
             (PulsingError::StreamTruncated("x".into()), MaybeDelivered),
             (PulsingError::Config("x".into()), NotDelivered),
+            (PulsingError::Unauthorized("x".into()), NotDelivered),
             (
                 PulsingError::from_wire("quota_exceeded", "x"),
                 MaybeDelivered,

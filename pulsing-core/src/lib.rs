@@ -82,6 +82,7 @@ pub mod mailbox;
 mod membership;
 mod message;
 mod name;
+mod security;
 mod stats;
 mod system;
 mod transport;
@@ -99,6 +100,7 @@ pub use membership::{
 };
 pub use message::{Message, MessageStream, StreamSender, DEFAULT_STREAM_SEND_TIMEOUT};
 pub use name::{ActorName, MAX_NAME_LEN};
+pub use security::{Secret, Security, SECRET_ENV};
 pub use stats::SystemStats;
 pub use system::{ActorSystem, SpawnOptions};
 pub use transport::{InboundHandler, NoTransport, NodeId, PendingReply, RemoteTarget, Transport};

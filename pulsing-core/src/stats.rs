@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::error::{ErrorKind, PulsingError};
 use crate::membership::MemberState;
 
-const KINDS: [ErrorKind; 13] = [
+const KINDS: [ErrorKind; 14] = [
     ErrorKind::NotFound,
     ErrorKind::Timeout,
     ErrorKind::Overloaded,
@@ -19,6 +19,7 @@ const KINDS: [ErrorKind; 13] = [
     ErrorKind::StreamTruncated,
     ErrorKind::Config,
     ErrorKind::AlreadyExists,
+    ErrorKind::Unauthorized,
     ErrorKind::Other,
 ];
 

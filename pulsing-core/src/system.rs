@@ -179,6 +179,15 @@ impl ActorSystem {
             let handler: Arc<dyn InboundHandler> = Arc::new(Inbound(Arc::downgrade(&inner)));
             let bound = transport.serve(bind, handler).await?;
             let _ = inner.addr.set(bound);
+            if !inner.shared.config.security.is_enabled() && !bound.ip().is_loopback() {
+                tracing::warn!(
+                    addr = %bound,
+                    "this node serves a non-loopback address without a cluster secret: anyone who \
+                     can reach the port can call its public actors and join its cluster; set a \
+                     secret (.secret(..), SystemConfig.with_secret(..), or PULSING_SECRET; see \
+                     docs/security.md)"
+                );
+            }
             let advertised = match inner.shared.config.advertise_addr {
                 Some(a) => a,
                 None => crate::advertise::advertise_for(bound, &seeds).await,

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::error::{Delivery, PulsingError};
 use crate::message::Message;
 use crate::name::ActorName;
+use crate::security::Security;
 use crate::stats::SystemStats;
 
 /// Identifies one run of a node: a fresh random value each time a system starts (the boot id).
@@ -147,6 +148,24 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Stops serving and closes connections. Calls in progress fail.
     async fn shutdown(&self);
+
+    /// Turns on encryption and authentication with `security` (`docs/security.md`): called by the
+    /// system builder once, before [`serve`](Self::serve), when a cluster secret is set. From then
+    /// on the transport accepts only peers with a certificate from a cluster CA derived from one of
+    /// the secrets, presents one from the first, and refuses HTTP clients without such a
+    /// certificate or one of the API tokens.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if the transport cannot authenticate (the default) or the
+    /// certificates cannot be made.
+    fn secure(&self, security: &Security) -> Result<(), PulsingError> {
+        let _ = security;
+        Err(PulsingError::Config(format!(
+            "the {} transport cannot use a cluster secret; use the HTTP or QUIC transport",
+            self.name()
+        )))
+    }
 
     /// Told that the node at `addr` is gone: the membership declared it down or it left. A transport
     /// that keeps connections checks those to `addr` and ends the ones that no longer answer (a

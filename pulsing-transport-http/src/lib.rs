@@ -67,6 +67,7 @@ pub mod codec;
 mod config;
 pub mod link;
 pub mod protocol;
+pub mod security;
 mod server;
 
 use std::net::SocketAddr;

@@ -49,6 +49,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::Unreachable | ErrorKind::StreamTruncated => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -78,6 +79,7 @@ pub fn error_from_status(status: StatusCode, detail: &str) -> PulsingError {
             PulsingError::RemoteTimeout(message)
         }
         StatusCode::PAYLOAD_TOO_LARGE => PulsingError::TooLarge(message),
+        StatusCode::UNAUTHORIZED => PulsingError::Unauthorized(message),
         StatusCode::SERVICE_UNAVAILABLE => PulsingError::MailboxFull(message),
         _ => PulsingError::Other {
             kind: "other".into(),
@@ -330,6 +332,7 @@ mod tests {
             (ErrorKind::Shutdown, 503),
             (ErrorKind::Timeout, 504),
             (ErrorKind::AlreadyExists, 409),
+            (ErrorKind::Unauthorized, 401),
             (ErrorKind::Unreachable, 502),
             (ErrorKind::StreamTruncated, 502),
             (ErrorKind::Config, 500),

@@ -30,7 +30,15 @@ pub trait LinkWriter: Send + Sync + 'static {
     /// Writes what the stream takes now without waiting; `ErrorKind::WouldBlock` if nothing.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 
-    /// Writes all of `buf`, waiting for the stream as needed.
+    /// Whether bytes a `try_write` took are still held by the stream's own buffer, waiting for
+    /// room in the socket (TLS records): then the writer task calls `write_all` (with nothing
+    /// more, if need be) to get them out. A plain socket keeps nothing: the default is `false`.
+    fn unflushed(&self) -> bool {
+        false
+    }
+
+    /// Writes all of `buf` and whatever the stream holds from earlier writes, waiting for the
+    /// stream as needed.
     fn write_all<'a>(
         &'a self,
         buf: &'a [u8],
@@ -225,6 +233,14 @@ impl Outbox {
             };
             st = self.lock();
             match result {
+                Ok(true) if self.sock.unflushed() => {
+                    // Taken, not all on the wire yet: the writer task flushes it.
+                    chunk.clear();
+                    st.front = Some((chunk, 0));
+                    drop(st);
+                    self.wake.notify_one();
+                    return;
+                }
                 Ok(true) => {
                     chunk.clear();
                     st.spare = chunk;
