@@ -14,6 +14,8 @@
 //! | `--seeds a,b` | none (a new cluster) | seed addresses to join through, `host:port`, comma-separated |
 //! | `--name NAME` | none (no actor) | spawn a public actor `NAME` |
 //! | `--transport http\|quic` | `http` | `http`: the HTTP transport (TCP port P). `quic`: the QUIC transport (`QuicConfig::default()`): QUIC on UDP port P for calls and gossip, HTTP on TCP port P, peers that do not answer QUIC called over TCP, so both kinds of node mix in one cluster. `quic` needs the facade's `quic` feature (`--features quic`); without it the flag is refused |
+//! | `--secrets A[,B]` | `PULSING_SECRET`, else none | cluster secrets (`docs/security.md`): the first is presented, all are accepted (rotation). With one, TLS only and peers authenticated |
+//! | `--api-token T` | none | an API token HTTP clients may send as `Authorization: Bearer T` (needs a secret); repeatable |
 //! | `--quic-idle-timeout SECS` | 4 (`QuicConfig::default()`) | with `--transport quic`: the QUIC idle timeout (a connection silent this long is closed). QUIC peers use the shorter of their two; a test that wants only the membership to notice a silent node raises it on both sides |
 //!
 //! Once it has joined and spawned its actor it prints one line, `ready <advertised addr>`, and
@@ -104,10 +106,13 @@ struct Args {
     name: Option<String>,
     transport: TransportKind,
     quic_idle_timeout: Option<std::time::Duration>,
+    secrets: Vec<String>,
+    api_tokens: Vec<String>,
 }
 
 const USAGE: &str = "usage: cluster_node [--addr ip:port] [--seeds host:port,...] [--name NAME] \
-                     [--transport http|quic] [--quic-idle-timeout SECS]";
+                     [--transport http|quic] [--quic-idle-timeout SECS] \
+                     [--secrets A[,B]] [--api-token T]...";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -116,6 +121,8 @@ fn parse() -> Result<Args, String> {
         name: None,
         transport: TransportKind::Http,
         quic_idle_timeout: None,
+        secrets: Vec::new(),
+        api_tokens: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -131,6 +138,8 @@ fn parse() -> Result<Args, String> {
                     .collect();
             }
             "--name" => args.name = Some(value()?),
+            "--secrets" => args.secrets = value()?.split(',').map(str::to_owned).collect(),
+            "--api-token" => args.api_tokens.push(value()?),
             "--transport" => {
                 args.transport = match value()?.as_str() {
                     "http" => TransportKind::Http,
@@ -166,7 +175,13 @@ fn parse() -> Result<Args, String> {
 }
 
 async fn run(args: Args) -> Result<(), PulsingError> {
-    let builder = pulsing::system_builder().addr(args.addr).seeds(args.seeds);
+    let mut builder = pulsing::system_builder().addr(args.addr).seeds(args.seeds);
+    if !args.secrets.is_empty() {
+        builder = builder.secrets(args.secrets);
+    }
+    if !args.api_tokens.is_empty() {
+        builder = builder.api_tokens(args.api_tokens);
+    }
     let builder = match args.transport {
         TransportKind::Http => builder,
         #[cfg(feature = "quic")]

@@ -277,19 +277,32 @@ impl Membership for Cluster {
         if let Some(driver) = shared.driver_handle().take() {
             driver.abort();
         }
-        let reasons = shared
+        let errors = shared
             .core()
             .take()
-            .map(|n| {
-                tried
-                    .iter()
-                    .map(|s| match n.join_errors().get(s) {
-                        Some(e) => format!("{s} ({e})"),
-                        None => format!("{s} (no answer)"),
-                    })
-                    .collect::<Vec<_>>()
-            })
+            .map(|n| n.join_errors().clone())
             .unwrap_or_default();
+        let reasons: Vec<String> = tried
+            .iter()
+            .map(|s| match errors.get(s) {
+                Some(e) => format!("{s} ({e})"),
+                None => format!("{s} (no answer)"),
+            })
+            .collect();
+        if let Some((seed, PulsingError::Unauthorized(why))) = errors
+            .iter()
+            .find(|(_, e)| matches!(e, PulsingError::Unauthorized(_)))
+        {
+            let others = if tried.len() > 1 {
+                format!(" (tried {})", reasons.join(", "))
+            } else {
+                String::new()
+            };
+            return Err(PulsingError::Unauthorized(format!(
+                "the seed {seed} refused this node's identity, or is not in its cluster: {why}; \
+                 every node of a cluster needs the same cluster secret{others}"
+            )));
+        }
         Err(PulsingError::NodeUnreachable {
             addr: seeds.join(", "),
             reason: format!(

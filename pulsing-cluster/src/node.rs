@@ -89,7 +89,7 @@ pub(crate) struct Node {
     seeds: Vec<SocketAddr>,
     join: JoinState,
     join_deadline: Duration,
-    join_errors: BTreeMap<SocketAddr, String>,
+    join_errors: BTreeMap<SocketAddr, PulsingError>,
     left: bool,
     /// Set as [`leave`](Self::leave) starts: foca's `Defunct` is then our own leave, not a death.
     leaving: bool,
@@ -169,7 +169,7 @@ impl Node {
     }
 
     /// The last failure seen per seed while joining.
-    pub(crate) fn join_errors(&self) -> &BTreeMap<SocketAddr, String> {
+    pub(crate) fn join_errors(&self) -> &BTreeMap<SocketAddr, PulsingError> {
         &self.join_errors
     }
 
@@ -218,7 +218,14 @@ impl Node {
             }
             Err(e) => {
                 if self.join == JoinState::Joining && self.seeds.contains(&to) {
-                    self.join_errors.insert(to, e.to_string());
+                    self.join_errors.insert(to, e.clone());
+                    // Every seed refused this node's identity (another cluster secret, or none):
+                    // retrying will not change that, so the join fails now.
+                    if self.seeds.iter().all(|s| {
+                        matches!(self.join_errors.get(s), Some(PulsingError::Unauthorized(_)))
+                    }) {
+                        self.join = JoinState::Failed;
+                    }
                 }
                 tracing::trace!(peer = %to, error = %e, "cluster packet not delivered");
             }

@@ -3,13 +3,13 @@
 //! The mapping follows the error's predicates, one class per predicate, so a remote error rebuilt from
 //! its wire kind maps exactly like a local one.
 
-use pulsing::{Delivery, PulsingError};
+use pulsing::{Delivery, ErrorKind, PulsingError};
 use pyo3::prelude::*;
 use pyo3::PyErr;
 
 use crate::{
     ActorError, ActorNotFoundError, ActorStoppedError, AskTimeoutError, BadMessageError,
-    MailboxFullError, NodeUnreachableError, PulsingError as PyPulsingError,
+    MailboxFullError, NodeUnreachableError, PulsingError as PyPulsingError, UnauthorizedError,
 };
 
 /// The Python exception for `err`.
@@ -23,6 +23,7 @@ use crate::{
 /// | `is_mailbox_full` | `MailboxFullError` |
 /// | `is_bad_message` | `BadMessageError` |
 /// | `is_stopped` | `ActorStoppedError` |
+/// | kind `unauthorized` | `UnauthorizedError` |
 /// | anything else | `PulsingError` |
 pub(crate) fn to_py_err(err: PulsingError) -> PyErr {
     let delivery = delivery_name(err.delivery());
@@ -72,6 +73,9 @@ fn py_class_err(err: PulsingError) -> PyErr {
         BadMessageError::new_err(text)
     } else if err.is_stopped() {
         ActorStoppedError::new_err(text)
+    } else if err.kind() == ErrorKind::Unauthorized {
+        // The core has no `is_unauthorized` predicate; the kind says the same.
+        UnauthorizedError::new_err(text)
     } else {
         PyPulsingError::new_err(text)
     }

@@ -44,6 +44,7 @@ mod log;
 mod native;
 mod proxy;
 mod runtime;
+mod security;
 mod submit;
 
 pyo3::import_exception!(pulsing.exceptions, PulsingError);
@@ -54,6 +55,7 @@ pyo3::import_exception!(pulsing.exceptions, NodeUnreachableError);
 pyo3::import_exception!(pulsing.exceptions, MailboxFullError);
 pyo3::import_exception!(pulsing.exceptions, BadMessageError);
 pyo3::import_exception!(pulsing.exceptions, ActorStoppedError);
+pyo3::import_exception!(pulsing.exceptions, UnauthorizedError);
 
 /// Native core of the Pulsing actor runtime; the public API is `pulsing.actor`.
 #[pymodule]
@@ -63,7 +65,7 @@ mod _pulsing {
     #[pymodule_export]
     use super::{
         ActorError, ActorNotFoundError, ActorStoppedError, AskTimeoutError, BadMessageError,
-        MailboxFullError, NodeUnreachableError, PulsingError,
+        MailboxFullError, NodeUnreachableError, PulsingError, UnauthorizedError,
     };
 
     #[pymodule_export]
@@ -72,6 +74,8 @@ mod _pulsing {
     use crate::native::{build_system, NativeRef, NativeStream, NativeSystem};
     #[pymodule_export]
     use crate::proxy::{Credits, ReplyHandle, StreamWriter};
+    #[pymodule_export]
+    use crate::security::client_certificate;
 
     /// Adds the attributes that are values rather than classes or functions.
     ///

@@ -83,8 +83,13 @@ fn http_config() -> HttpConfig {
 ///
 /// `mailbox_capacity` and `mailbox_wait` are the core mailbox's settings, so a Python actor's proxy
 /// bounds messages from other nodes as the Python mailbox bounds local ones.
+///
+/// `secrets` are the cluster secrets (`docs/security.md`; the first presented, all accepted) and
+/// `api_tokens` the bearer tokens HTTP clients may use; with no secrets the builder reads
+/// `PULSING_SECRET`. An empty secret or token, or tokens without a secret, fail the build with
+/// `PulsingError::Config`; a seed that refuses this node's identity with `Unauthorized`.
 #[pyfunction]
-#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None, mailbox_capacity=None, mailbox_wait=None, transport="http"))]
+#[pyo3(signature = (hub, fut, addr=None, seeds=Vec::new(), ask_timeout=None, mailbox_capacity=None, mailbox_wait=None, transport="http", secrets=Vec::new(), api_tokens=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_system(
     hub: &Bound<'_, Hub>,
@@ -95,6 +100,8 @@ pub(crate) fn build_system(
     mailbox_capacity: Option<usize>,
     mailbox_wait: Option<f64>,
     transport: &str,
+    secrets: Vec<String>,
+    api_tokens: Vec<String>,
 ) -> PyResult<()> {
     let kind = TransportKind::parse(transport)?;
     // Only a networked system gets a transport: a builder with one serves, address or not.
@@ -114,6 +121,13 @@ pub(crate) fn build_system(
     }
     if let Some(w) = mailbox_wait {
         builder = builder.mailbox_wait(seconds(w)?);
+    }
+    // None given: the builder keeps its default, `PULSING_SECRET` (read at `build`).
+    if !secrets.is_empty() {
+        builder = builder.secrets(secrets);
+    }
+    if !api_tokens.is_empty() {
+        builder = builder.api_tokens(api_tokens);
     }
     // The transport is made on the runtime, where its tasks will run.
     hub.get().run(fut, async move {

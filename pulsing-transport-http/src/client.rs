@@ -45,6 +45,7 @@ use crate::body::Collected;
 use crate::codec::{self, Encoded, Reply};
 use crate::config::HttpConfig;
 use crate::protocol;
+use crate::security::{refused_in, Io, NodeTls, TlsSlot};
 use crate::server::{CONNECTION_WINDOW, STREAM_WINDOW};
 
 /// Largest DATA chunk handed to h2 at once (h2 refuses a single chunk over 2^31 - 1 bytes).
@@ -60,6 +61,8 @@ pub(crate) struct Client {
     config: HttpConfig,
     peers: Arc<Mutex<HashMap<SocketAddr, Arc<Peer>>>>,
     shutdown: CancellationToken,
+    /// TLS (ALPN `h2`, mutual) once the transport serves with a cluster secret.
+    tls: TlsSlot,
 }
 
 /// One pooled HTTP/2 connection.
@@ -106,6 +109,13 @@ impl ConnState {
 
     /// The error of a call whose request was handed over and whose stream then broke with `e`.
     fn lost(&self, addr: SocketAddr, what: &str, e: &h2::Error) -> PulsingError {
+        let text = e.to_string();
+        if refused_in(&text) {
+            return PulsingError::Unauthorized(format!(
+                "the node at {addr} refused this node's identity ({text}): its cluster secret \
+                 differs from this node's"
+            ));
+        }
         match self.reason.get() {
             Some(reason) => maybe_delivered(addr, reason.clone()),
             None => maybe_delivered(addr, format!("{what}: {e}")),
@@ -285,11 +295,12 @@ pub(crate) fn maybe_delivered(addr: SocketAddr, reason: impl Into<String>) -> Pu
 }
 
 impl Client {
-    pub(crate) fn new(config: HttpConfig, shutdown: CancellationToken) -> Client {
+    pub(crate) fn new(config: HttpConfig, shutdown: CancellationToken, tls: TlsSlot) -> Client {
         Client {
             config,
             peers: Arc::default(),
             shutdown,
+            tls,
         }
     }
 
@@ -389,6 +400,16 @@ impl Client {
         let stream = connect_tcp(addr, self.config.connect_timeout, budget.deadline)
             .await?
             .ok_or_else(|| budget.expired())?;
+        let stream: Box<dyn Io> = match self.tls.get() {
+            Some(tls) => {
+                let bound = self.config.tls_handshake_timeout;
+                let io = NodeTls::connect(&tls.h2, addr, stream, bound, budget.deadline)
+                    .await?
+                    .ok_or_else(|| budget.expired())?;
+                Box::new(io)
+            }
+            None => Box::new(stream),
+        };
         let mut builder = h2::client::Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)

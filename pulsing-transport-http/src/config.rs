@@ -22,6 +22,13 @@ pub const DEFAULT_LINK_BUFFER: usize = 1024 * 1024;
 /// Default [`HttpConfig::link_idle_timeout`]: 60 s.
 pub const DEFAULT_LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default [`HttpConfig::max_connections`]: 4096.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default [`HttpConfig::max_handshakes`]: 256.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+/// Default [`HttpConfig::tls_handshake_timeout`]: 5 s.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Limits and timeouts of an [`HttpTransport`](crate::HttpTransport), for its server and its client.
 ///
 /// | field | default | applies to |
@@ -35,6 +42,9 @@ pub const DEFAULT_LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`keepalive_timeout`](Self::keepalive_timeout) | 3 s | the client: a PING unanswered this long closes its link or connection, failing the calls on it with `NodeUnreachable` |
 /// | [`link_buffer`](Self::link_buffer) | 1 MiB | the client: unsent bytes queued on the link to one peer; a tell or ask finding it full waits for room (a tell at most the mailbox wait bound, then `MailboxFull`, not sent) |
 /// | [`link_idle_timeout`](Self::link_idle_timeout) | 60 s | the client: a link that carried no call for this long is closed and leaves the pool (`Duration::ZERO`: never) |
+/// | [`max_connections`](Self::max_connections) | 4096 | the server: connections served at once; more are accepted and closed at once |
+/// | [`max_handshakes`](Self::max_handshakes) | 256 | the server, with a cluster secret: TLS handshakes in progress; more connections are closed at once |
+/// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 5 s | with a cluster secret: a TLS handshake (server or client side) not finished by then is dropped |
 ///
 /// With keep-alives, a peer that stops answering without closing its sockets (a stopped process, a
 /// hung host) fails every call in flight to it within `keepalive_interval + keepalive_timeout`
@@ -76,6 +86,12 @@ pub struct HttpConfig {
     pub link_buffer: usize,
     /// A link without calls for this long is closed; `Duration::ZERO`: never.
     pub link_idle_timeout: Duration,
+    /// Connections the server serves at once (at least 1).
+    pub max_connections: usize,
+    /// TLS handshakes the server runs at once (at least 1).
+    pub max_handshakes: usize,
+    /// Bound on a TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -90,6 +106,9 @@ impl Default for HttpConfig {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             link_buffer: DEFAULT_LINK_BUFFER,
             link_idle_timeout: DEFAULT_LINK_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -146,6 +165,24 @@ impl HttpConfig {
     /// Sets [`link_idle_timeout`](Self::link_idle_timeout); `Duration::ZERO`: never.
     pub fn link_idle_timeout(mut self, timeout: Duration) -> HttpConfig {
         self.link_idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections) (at least 1).
+    pub fn max_connections(mut self, n: usize) -> HttpConfig {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`max_handshakes`](Self::max_handshakes) (at least 1).
+    pub fn max_handshakes(mut self, n: usize) -> HttpConfig {
+        self.max_handshakes = n.max(1);
+        self
+    }
+
+    /// Sets [`tls_handshake_timeout`](Self::tls_handshake_timeout).
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> HttpConfig {
+        self.tls_handshake_timeout = timeout;
         self
     }
 }

@@ -18,7 +18,7 @@
 //! header names, status table and text bodies.
 //!
 //! This crate does **not** hold actor or membership logic (those are `pulsing-core` and
-//! `pulsing-cluster`), does not do TLS, and does not accept streamed *requests* (a request is one
+//! `pulsing-cluster`), and does not accept streamed *requests* (a request is one
 //! message; replies may stream).
 //!
 //! # Delivery and retries
@@ -76,14 +76,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget};
+use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget, Security};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
     HttpConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_LINK_BUFFER, DEFAULT_LINK_IDLE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_LINK_BUFFER, DEFAULT_LINK_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
 };
 pub use pulsing_core::Transport;
 
@@ -112,20 +113,26 @@ pub struct HttpTransport {
     connections: TaskTracker,
     bound: OnceLock<SocketAddr>,
     serving: AtomicBool,
+    /// Set by [`Transport::secure`]; the TLS state is made from it at serve.
+    security: OnceLock<Security>,
+    tls: security::TlsSlot,
 }
 
 impl HttpTransport {
     /// A transport with `config`. Nothing is bound until the system calls [`Transport::serve`].
     pub fn new(config: HttpConfig) -> HttpTransport {
         let shutdown = CancellationToken::new();
+        let tls = security::TlsSlot::default();
         HttpTransport {
-            client: client::Client::new(config.clone(), shutdown.clone()),
-            links: link::Links::tcp(config.clone(), shutdown.clone()),
+            client: client::Client::new(config.clone(), shutdown.clone(), tls.clone()),
+            links: link::Links::tcp(config.clone(), shutdown.clone(), tls.clone()),
             config,
             shutdown,
             connections: TaskTracker::new(),
             bound: OnceLock::new(),
             serving: AtomicBool::new(false),
+            security: OnceLock::new(),
+            tls,
         }
     }
 
@@ -184,12 +191,22 @@ impl Transport for HttpTransport {
             ));
         }
         self.links.set_handler(handler.clone());
+        if let Some(security) = self.security.get() {
+            let tls = security::NodeTls::new(security, &[addr.ip()])?;
+            tracing::info!(
+                ca = tls.identity.presented_ca(),
+                accepted = security.secrets().len(),
+                "cluster secret set: this node speaks TLS only and authenticates its peers"
+            );
+            let _ = self.tls.set(Arc::new(tls));
+        }
         let bound = server::serve(
             addr,
             handler,
             self.config.clone(),
             self.shutdown.clone(),
             self.connections.clone(),
+            self.tls.get().cloned(),
         )
         .await?;
         let _ = self.bound.set(bound);
@@ -252,6 +269,28 @@ impl Transport for HttpTransport {
         self.client.clear();
         self.connections.close();
         let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.connections.wait()).await;
+    }
+
+    /// Makes this transport speak TLS only, with certificates from the cluster CA of `security`'s
+    /// secrets (`docs/security.md`): links and gossip need a member's certificate both ways; HTTP
+    /// clients need a client certificate from the CA or one of the API tokens (else `401`);
+    /// plaintext is refused with `400` (`GET /health` excepted).
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if this transport already serves or was secured, or a certificate
+    /// cannot be made.
+    fn secure(&self, security: &Security) -> Result<(), PulsingError> {
+        if self.serving.load(Ordering::Acquire) {
+            return Err(PulsingError::Config(
+                "secure() must be called before the transport serves".into(),
+            ));
+        }
+        // Derives the CAs now, so a bad secret fails the build before anything is bound.
+        security::Identity::new(security, &[])?;
+        self.security.set(security.clone()).map_err(|_| {
+            PulsingError::Config("this HttpTransport was already given a cluster secret".into())
+        })
     }
 
     /// Pings the link and each pooled connection to `addr` and closes those not answering within

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use pulsing_core::{ActorName, InboundHandler, Message, PulsingError};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,11 +31,14 @@ use crate::codec::link::LINK_PREFACE;
 use crate::config::HttpConfig;
 use crate::link;
 use crate::protocol::{self, Mode};
+use crate::security::{NodeTls, TlsWriter, ALPN_LINK};
 
 /// HTTP/2 flow-control windows: large enough that a 64 KiB reply or a burst of small ones never waits
 /// for a window update on loopback or a LAN.
 pub(crate) const STREAM_WINDOW: u32 = 1024 * 1024;
 pub(crate) const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
 /// Concurrent HTTP/2 streams a client may open on one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
@@ -43,6 +47,25 @@ struct ServerState {
     handler: Arc<dyn InboundHandler>,
     config: HttpConfig,
     node_header: HeaderValue,
+    /// With a cluster secret: TLS only, peers authenticated.
+    tls: Option<Arc<NodeTls>>,
+    /// Connections served now (bounded by `max_connections`).
+    connections: Arc<Semaphore>,
+    /// TLS handshakes in progress (bounded by `max_handshakes`).
+    handshakes: Semaphore,
+}
+
+/// Who is on the other end of a connection, as far as calls are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// No cluster secret: anyone (as before).
+    Open,
+    /// TLS with a certificate from the cluster CA: a member (or a client certificate).
+    Member,
+    /// TLS without a client certificate: calls need an API token.
+    External,
+    /// Plaintext to a node with a secret: only `GET /health`.
+    Plaintext,
 }
 
 /// One connection's context, shared by its requests.
@@ -51,6 +74,7 @@ struct ConnCtx {
     peer: SocketAddr,
     /// Set when the first request head has been read (ends the connection's header timer).
     started: AtomicBool,
+    caller: Caller,
 }
 
 /// Binds `addr` and serves until `shutdown` is cancelled. Returns the bound address.
@@ -64,6 +88,7 @@ pub(crate) async fn serve(
     config: HttpConfig,
     shutdown: CancellationToken,
     connections: TaskTracker,
+    tls: Option<Arc<NodeTls>>,
 ) -> Result<SocketAddr, PulsingError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -75,8 +100,11 @@ pub(crate) async fn serve(
         .map_err(|e| PulsingError::Config(format!("node id header: {e}")))?;
     let state = Arc::new(ServerState {
         handler,
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        handshakes: Semaphore::new(config.max_handshakes),
         config,
         node_header,
+        tls,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -110,17 +138,18 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let ctx = Arc::new(ConnCtx {
-                    state: state.clone(),
-                    peer,
-                    started: AtomicBool::new(false),
+                let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+                    // Over `max_connections`: closed at once (members keep their links).
+                    tracing::debug!(%peer, "too many connections; closing a new one");
+                    drop(stream);
+                    continue;
+                };
+                let state = state.clone();
+                let (builder, shutdown) = (builder.clone(), shutdown.clone());
+                connections.spawn(async move {
+                    serve_connection(stream, peer, state, builder, shutdown).await;
+                    drop(permit);
                 });
-                connections.spawn(serve_connection(
-                    stream,
-                    ctx,
-                    builder.clone(),
-                    shutdown.clone(),
-                ));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
@@ -133,33 +162,114 @@ async fn accept_loop(
 
 async fn serve_connection(
     stream: TcpStream,
-    ctx: Arc<ConnCtx>,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let header_timeout = ctx.state.config.header_read_timeout;
+    let header_timeout = state.config.header_read_timeout;
+    let ctx = |caller| {
+        Arc::new(ConnCtx {
+            state: state.clone(),
+            peer,
+            started: AtomicBool::new(false),
+            caller,
+        })
+    };
+    if let Some(tls) = &state.tls {
+        return match first_bytes(&stream, header_timeout).await {
+            Opening::Tls => serve_tls(stream, peer, tls, &state, ctx, builder, shutdown).await,
+            // Plaintext to a node with a secret: a link is closed, HTTP gets its refusal.
+            Opening::Http => serve_http(stream, ctx(Caller::Plaintext), builder, shutdown).await,
+            Opening::Link => {
+                tracing::debug!(%peer, "plaintext link to a node with a secret; closing")
+            }
+            Opening::Nothing => tracing::debug!(%peer, "nothing received in time; closing"),
+        };
+    }
     match first_bytes(&stream, header_timeout).await {
         Opening::Link => {
-            let state = &ctx.state;
-            return link::serve_tcp_link(
+            link::serve_tcp_link(
                 stream,
-                ctx.peer,
+                peer,
                 state.handler.clone(),
                 state.config.clone(),
                 shutdown,
             )
-            .await;
+            .await
         }
-        Opening::Http => {}
-        Opening::Nothing => {
-            tracing::debug!(peer = %ctx.peer, "nothing received in time; closing");
+        Opening::Http | Opening::Tls => {
+            serve_http(stream, ctx(Caller::Open), builder, shutdown).await
+        }
+        Opening::Nothing => tracing::debug!(%peer, "nothing received in time; closing"),
+    }
+}
+
+/// The TLS handshake (bounded in time and in number), then a link or HTTP by the ALPN chosen.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: &NodeTls,
+    state: &ServerState,
+    ctx: impl Fn(Caller) -> Arc<ConnCtx>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: CancellationToken,
+) {
+    let Ok(permit) = state.handshakes.try_acquire() else {
+        tracing::debug!(%peer, "too many TLS handshakes in progress; closing");
+        return;
+    };
+    let bound = state.config.tls_handshake_timeout;
+    let io = match tokio::time::timeout(bound, tls.acceptor.accept(stream)).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not finished within {bound:?}; closing");
+            return;
+        }
+    };
+    drop(permit);
+    let (_, session) = io.get_ref();
+    // rustls verified any certificate presented against the cluster CAs.
+    let member = session.peer_certificates().is_some_and(|c| !c.is_empty());
+    let is_link = session.alpn_protocol() == Some(ALPN_LINK);
+    let io = tokio_rustls::TlsStream::Server(io);
+    if is_link {
+        if !member {
+            state
+                .handler
+                .bad_link(peer, "a link without a member's certificate");
+            return;
+        }
+        let (rd, wr) = TlsWriter::split(io);
+        let (handler, config) = (state.handler.clone(), state.config.clone());
+        return link::serve_link(rd, wr, peer, handler, config, shutdown).await;
     }
+    let caller = if member {
+        Caller::Member
+    } else {
+        Caller::External
+    };
+    serve_http(io, ctx(caller), builder, shutdown).await
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on `io` until it closes or `shutdown`.
+async fn serve_http<I>(
+    io: I,
+    ctx: Arc<ConnCtx>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let header_timeout = ctx.state.config.header_read_timeout;
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req| handle(svc_ctx.clone(), req));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     // The auto builder waits for the first bytes to tell HTTP/1.1 from HTTP/2, with no bound of its
     // own: a connection that sends nothing (or half a preface) is closed once `header_timeout` passes
@@ -191,6 +301,8 @@ async fn serve_connection(
 enum Opening {
     /// With the link preface (`docs/protocol.md` §8).
     Link,
+    /// With a TLS handshake record (`0x16`).
+    Tls,
     /// With anything else: HTTP/1.1 or HTTP/2, for hyper to serve (or refuse).
     Http,
     /// With nothing within the header read timeout, or closed.
@@ -207,6 +319,9 @@ async fn first_bytes(stream: &TcpStream, bound: Duration) -> Opening {
             Ok(Ok(n)) if n > 0 => n,
             _ => return Opening::Nothing,
         };
+        if buf[0] == TLS_HANDSHAKE {
+            return Opening::Tls;
+        }
         if buf[..n] != LINK_PREFACE[..n] {
             return Opening::Http;
         }
@@ -263,6 +378,14 @@ fn handle(
 ) -> impl Future<Output = Result<Response<WireBody>, Infallible>> + Send + 'static {
     ctx.started.store(true, Ordering::Relaxed);
     let call: Result<ActorCall, Cold> = match protocol::actor_name(req.uri().path()) {
+        _ if ctx.caller != Caller::Open && ctx.caller != Caller::Member => match denied(&ctx, &req)
+        {
+            Some(r) => Err(Box::pin(async move { Err(r) })),
+            None => {
+                let ctx = ctx.clone();
+                Err(Box::pin(async move { route_or_call(&ctx, req).await }))
+            }
+        },
         Ok(Some(name)) if req.method() == Method::POST => {
             match check_headers(&ctx, req.headers()) {
                 Ok((mode, timeout)) => Ok(ActorCall {
@@ -292,6 +415,72 @@ fn handle(
         resp.headers_mut()
             .insert(protocol::HEADER_NODE, ctx.state.node_header.clone());
         Ok(resp)
+    }
+}
+
+/// Why a request from a caller without a member's certificate is refused, if it is
+/// (`docs/security.md`): `GET /health` is open; plaintext gets `400`; gossip needs a member's
+/// certificate; the rest needs an API token.
+fn denied(ctx: &ConnCtx, req: &Request<Incoming>) -> Option<Refusal> {
+    if req.method() == Method::GET && req.uri().path() == protocol::HEALTH_PATH {
+        return None;
+    }
+    let unauthorized = |status, text: &str| {
+        Some(Refusal {
+            status,
+            err: PulsingError::Unauthorized(text.to_owned()),
+            close: true,
+            allow: None,
+        })
+    };
+    match ctx.caller {
+        Caller::Open | Caller::Member => None,
+        Caller::Plaintext => unauthorized(
+            StatusCode::BAD_REQUEST,
+            "this node requires TLS (it has a cluster secret): call it with https:// and a client \
+             certificate from the cluster CA or an API token (docs/security.md)",
+        ),
+        Caller::External if req.uri().path() == protocol::GOSSIP_PATH => unauthorized(
+            StatusCode::UNAUTHORIZED,
+            "gossip needs a member's certificate from the cluster CA (the same cluster secret)",
+        ),
+        Caller::External => {
+            let tls = ctx.state.tls.as_ref()?;
+            let token = req.headers().get(http::header::AUTHORIZATION);
+            if token.is_some_and(|t| tls.identity.token_ok(t.as_bytes())) {
+                return None;
+            }
+            unauthorized(
+                StatusCode::UNAUTHORIZED,
+                "this node needs a client certificate from the cluster CA or an \
+                 `Authorization: Bearer <token>` header with one of its API tokens \
+                 (docs/security.md)",
+            )
+        }
+    }
+}
+
+/// A request that passed [`denied`]: an actor call or another route, as [`handle`] would.
+async fn route_or_call(
+    ctx: &ConnCtx,
+    req: Request<Incoming>,
+) -> Result<Response<WireBody>, Refusal> {
+    match protocol::actor_name(req.uri().path()) {
+        Ok(Some(name)) if req.method() == Method::POST => {
+            let (mode, timeout) = match check_headers(ctx, req.headers()) {
+                Ok(checked) => checked,
+                Err(r) => return Err(drained(ctx, req, r).await),
+            };
+            let call = ActorCall {
+                name,
+                mode,
+                timeout,
+                announced: content_length(req.headers()),
+                body: req.into_body(),
+            };
+            actor_call(ctx, call).await
+        }
+        _ => route(ctx, req).await,
     }
 }
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Concatenate, Generic, Literal, ParamSpec, TypeVar, get_args
+
+from pulsing._security import _check_secret
 
 __all__ = ["DEFAULT_MAILBOX_CAPACITY", "DEFAULT_MAILBOX_WAIT", "SystemConfig", "TransportName"]
 
@@ -42,9 +44,10 @@ class SystemConfig:
 
     ``SystemConfig.with_addr("0.0.0.0:8000")`` serves on that address (port 0 picks a free one; the
     bound address is ``system.addr``); ``.with_seeds(["host:port", ...])`` also joins the cluster
-    through those nodes; ``.with_transport("quic")`` serves and calls over QUIC instead of HTTP.
+    through those nodes; ``.with_transport("quic")`` serves and calls over QUIC instead of HTTP;
+    ``.with_secret("...")`` admits only nodes and clients that hold the same cluster secret.
     ``SystemConfig.standalone()`` has no network. Each ``with_*`` returns a new config and works on
-    the class or on an instance.
+    the class or on an instance. Secrets and tokens are kept out of ``repr()``.
     """
 
     addr: str | None = None
@@ -54,6 +57,8 @@ class SystemConfig:
     mailbox_wait: float = DEFAULT_MAILBOX_WAIT
     stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT
     transport: TransportName = "http"
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def standalone(cls) -> SystemConfig:
@@ -112,6 +117,59 @@ class SystemConfig:
         """This config with a streaming handler waiting at most ``seconds`` for its consumer to
         read (default 30 s); then the stream ends with an error and the actor goes on."""
         return replace(self, stream_send_timeout=_positive("stream send timeout", seconds))
+
+    @_either
+    def with_secret(self, secret: str) -> SystemConfig:
+        """This config with the cluster secret ``secret`` (``docs/security.md``).
+
+        Every node with the same secret derives the same cluster CA from it and gets a certificate
+        from that CA at start. Links, gossip and QUIC are then mutual TLS: a node with another
+        secret, or none, cannot join (its ``create_actor_system`` raises
+        :class:`~pulsing.exceptions.UnauthorizedError`), gossip or call. The node's port speaks
+        TLS only; HTTP clients need a client certificate (:func:`pulsing.client_certificate`) or
+        one of the :meth:`with_api_tokens`; ``GET /health`` stays open. Use a random string
+        (``openssl rand -hex 32``) and keep it out of the source.
+
+        Without a secret, the node reads the environment variable ``PULSING_SECRET`` when it
+        starts; without either, nothing is encrypted or authenticated.
+
+        Raises:
+            ValueError: ``secret`` is empty or only whitespace.
+        """
+        return replace(self, secrets=(_check_secret("secret", secret),))
+
+    @_either
+    def with_secrets(self, secrets: list[str] | tuple[str, ...] | str) -> SystemConfig:
+        """This config with several cluster secrets, for rotating: the **first** is presented,
+        **every one** is accepted (see :meth:`with_secret`).
+
+        From secret A to B without an outage: restart the nodes one at a time with ``[A, B]``,
+        then one at a time with ``[B, A]``, then (optionally) with ``[B]``.
+
+        Raises:
+            ValueError: no secret, or an empty one.
+        """
+        if isinstance(secrets, str):
+            secrets = [secrets]
+        checked = tuple(_check_secret("secret", s) for s in secrets)
+        if not checked:
+            raise ValueError("with_secrets needs at least one secret")
+        return replace(self, secrets=checked)
+
+    @_either
+    def with_api_tokens(self, tokens: list[str] | tuple[str, ...] | str) -> SystemConfig:
+        """This config accepting HTTP clients that send ``Authorization: Bearer <token>`` with one
+        of ``tokens``, besides those with a client certificate. Tokens need a cluster secret
+        (:meth:`with_secret` or ``PULSING_SECRET``): without one, ``create_actor_system`` raises
+        :class:`~pulsing.exceptions.PulsingError`. A token opens ``POST /actor/{name}``,
+        ``GET /actors`` and ``GET /metrics``, not links or gossip.
+
+        Raises:
+            ValueError: an empty token.
+        """
+        if isinstance(tokens, str):
+            tokens = [tokens]
+        return replace(self, api_tokens=tuple(_check_secret("API token", t) for t in tokens))
 
 
 def _positive(what: str, seconds: float) -> float:

@@ -20,6 +20,7 @@ from pulsing.exceptions import BadMessageError as BadMessageError
 from pulsing.exceptions import MailboxFullError as MailboxFullError
 from pulsing.exceptions import NodeUnreachableError as NodeUnreachableError
 from pulsing.exceptions import PulsingError as PulsingError
+from pulsing.exceptions import UnauthorizedError as UnauthorizedError
 
 __version__: str
 NETWORK_AVAILABLE: bool
@@ -69,10 +70,19 @@ def build_system(
     mailbox_capacity: int | None = None,
     mailbox_wait: float | None = None,
     transport: typing.Literal["http", "quic"] = "http",
+    secrets: list[str] = ...,
+    api_tokens: list[str] = ...,
 ) -> None:
     """Builds a system with ``pulsing::system_builder()``; ``fut`` gets a NativeSystem.
 
-    A system with ``addr`` or ``seeds`` serves over ``transport``; ValueError for another name."""
+    A system with ``addr`` or ``seeds`` serves over ``transport``; ValueError for another name.
+    ``secrets`` (first presented, all accepted; none: ``PULSING_SECRET``) and ``api_tokens`` go to
+    the builder's ``.secrets(..)`` and ``.api_tokens(..)``."""
+
+def client_certificate(secret: str) -> tuple[str, str, str]:
+    """``(cert_pem, key_pem, ca_pem)``: a fresh client certificate from the CA of ``secret``.
+
+    PulsingError for an empty secret."""
 
 @typing.final
 class NativeSystem:

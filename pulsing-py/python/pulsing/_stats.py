@@ -21,7 +21,7 @@ class SystemStats:
     ``dataclasses.asdict(stats)`` and ``pickle`` work. Error kinds are the wire names of
     ``docs/protocol.md``: ``"not_found"``, ``"timeout"``, ``"overloaded"``, ``"stopped"``,
     ``"actor_error"``, ``"bad_request"``, ``"too_large"``, ``"unreachable"``, ``"shutdown"``,
-    ``"stream_truncated"``, ``"config"``, ``"already_exists"``, ``"other"``.
+    ``"stream_truncated"``, ``"config"``, ``"already_exists"``, ``"unauthorized"``, ``"other"``.
     """
 
     actors: int

@@ -87,6 +87,8 @@ class ActorSystem:
                 config.mailbox_capacity,
                 config.mailbox_wait,
                 config.transport,
+                list(config.secrets),
+                list(config.api_tokens),
             )
             self._native = await fut
             started = True
@@ -324,8 +326,11 @@ async def create_actor_system(config: SystemConfig | None = None) -> ActorSystem
     """Starts an actor system on the running asyncio loop (standalone when ``config`` is None).
 
     Raises:
+        UnauthorizedError: a seed refused this node's identity (another cluster secret, or none;
+            see :meth:`SystemConfig.with_secret`).
         PulsingError: the config cannot be served (bad address, port taken, no transport in this
-            build, seeds unreachable...).
+            build, seeds unreachable, an empty ``PULSING_SECRET``, API tokens without a
+            secret...).
     """
     if config is None:
         config = SystemConfig.standalone()

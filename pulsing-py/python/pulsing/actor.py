@@ -28,7 +28,8 @@ and a Python ref can call any actor that speaks the convention. Errors are the c
 
 The implementation is split by concept: ``_config`` (SystemConfig), ``_call`` (method calls),
 ``_ref`` (ActorRef), ``_system`` (ActorSystem), ``_stats`` (SystemStats), ``_impl`` (how an
-object handles a message), ``_local`` (the mailbox), ``_reply`` (where answers go).
+object handles a message), ``_local`` (the mailbox), ``_reply`` (where answers go), ``_security``
+(client certificates for HTTP clients of a node with a cluster secret).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pulsing._config import SystemConfig
 from pulsing._impl import Actor, as_actor
 from pulsing._message import Message
 from pulsing._ref import ActorRef
+from pulsing._security import ClientCertificate, client_certificate
 from pulsing._stats import SystemStats
 from pulsing._system import (
     ActorSystem,
@@ -54,6 +56,7 @@ from pulsing.exceptions import (
     MailboxFullError,
     NodeUnreachableError,
     PulsingError,
+    UnauthorizedError,
 )
 
 __all__ = [
@@ -65,6 +68,7 @@ __all__ = [
     "ActorSystem",
     "AskTimeoutError",
     "BadMessageError",
+    "ClientCertificate",
     "MailboxFullError",
     "Member",
     "Message",
@@ -72,7 +76,9 @@ __all__ = [
     "PulsingError",
     "SystemConfig",
     "SystemStats",
+    "UnauthorizedError",
     "as_actor",
+    "client_certificate",
     "create_actor_system",
     "current_actor",
     "current_system",

@@ -24,6 +24,7 @@ __all__ = [
     "MailboxFullError",
     "NodeUnreachableError",
     "PulsingError",
+    "UnauthorizedError",
     "actor_error_class",
     "make_actor_error",
 ]
@@ -179,6 +180,18 @@ class BadMessageError(PulsingError):
 
 class ActorStoppedError(PulsingError):
     """The actor stopped before it could handle the message."""
+
+
+class UnauthorizedError(PulsingError, PermissionError):
+    """A peer refused who we are, or we refused it (wire kind ``unauthorized``).
+
+    A node with another cluster secret, or none, cannot join a cluster with a secret: its
+    ``create_actor_system`` raises this, naming the seed that refused it. An HTTP client of such a
+    node without a client certificate from the cluster CA or an API token gets it too (``401``).
+    See ``docs/security.md``. Nothing was delivered.
+    """
+
+    delivery = "not_delivered"
 
 
 def __getattr__(name: str) -> type[ActorError]:

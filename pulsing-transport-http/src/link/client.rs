@@ -32,6 +32,7 @@ use crate::codec::link::{self as frames, LinkDecoder, LinkFrame};
 use crate::codec::{Envelope, WireError};
 use crate::config::HttpConfig;
 use crate::protocol;
+use crate::security::{handshake_error, is_tls_refusal, NodeTls, TlsSlot, TlsWriter};
 
 /// Items of a streamed reply between the link's reader and the task feeding the consumer.
 enum StreamEvent {
@@ -171,9 +172,12 @@ pub trait Dial: Send + Sync + 'static {
     fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_>;
 }
 
-/// Links over TCP, bounded by `connect_timeout`, with `TCP_NODELAY`.
+/// Links over TCP, bounded by `connect_timeout`, with `TCP_NODELAY`; over TLS (ALPN
+/// `pulsing-link/1`, bounded by `tls_handshake_timeout`) when the transport has a cluster secret.
 pub(crate) struct TcpDial {
     pub(crate) connect_timeout: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
+    pub(crate) tls: TlsSlot,
 }
 
 impl Dial for TcpDial {
@@ -182,6 +186,13 @@ impl Dial for TcpDial {
             let stream = connect_tcp(addr, self.connect_timeout, by)
                 .await?
                 .ok_or_else(|| late(addr))?;
+            if let Some(tls) = self.tls.get() {
+                let bound = self.tls_handshake_timeout;
+                let io = NodeTls::connect(&tls.link, addr, stream, bound, by)
+                    .await?
+                    .ok_or_else(|| late(addr))?;
+                return Ok(TlsWriter::split(io));
+            }
             let (rd, wr) = stream.into_split();
             Ok((
                 Box::new(rd) as LinkReader,
@@ -226,10 +237,13 @@ pub struct Links {
 }
 
 impl Links {
-    /// Links over TCP (the HTTP transport's own), with `config`'s limits and keep-alives.
-    pub(crate) fn tcp(config: HttpConfig, shutdown: CancellationToken) -> Links {
+    /// Links over TCP (the HTTP transport's own), with `config`'s limits and keep-alives, over
+    /// TLS once `tls` is set.
+    pub(crate) fn tcp(config: HttpConfig, shutdown: CancellationToken, tls: TlsSlot) -> Links {
         let dial = TcpDial {
             connect_timeout: config.connect_timeout,
+            tls_handshake_timeout: config.tls_handshake_timeout,
+            tls,
         };
         Links::new(config, Box::new(dial), shutdown)
     }
@@ -382,10 +396,14 @@ impl Links {
                     format!("the peer did not open the link with hello: {other:?}"),
                 ))
             }
+            Ok(Err(e)) if is_tls_refusal(&e) => return Err(handshake_error(addr, &e)),
             Ok(Err(e)) => {
                 return Err(not_sent(
                     addr,
-                    format!("the peer did not open a link (is it a Pulsing node?): {e}"),
+                    format!(
+                        "the peer did not open a link (is it a Pulsing node? a node with a \
+                         cluster secret closes links without TLS): {e}"
+                    ),
                 ))
             }
             Err(_) if by < deadline => {

@@ -12,6 +12,7 @@
 
 mod io;
 
+pub(crate) use io::Io;
 pub use io::{TlsIo, TlsWriter};
 
 use std::net::IpAddr;
@@ -394,6 +395,76 @@ pub fn handshake_error(addr: std::net::SocketAddr, e: &std::io::Error) -> Pulsin
         _ => format!("TLS handshake with {addr} failed: {e}"),
     };
     PulsingError::Unauthorized(why)
+}
+
+/// The TLS side of an HTTP transport with a cluster secret, made when it starts serving.
+pub(crate) struct NodeTls {
+    pub(crate) identity: Identity,
+    /// Serves TLS on the HTTP port: ALPN `h2`, `http/1.1` and [`ALPN_LINK`]; a client certificate
+    /// is optional at this level (HTTP clients may use a token instead) and checked per use.
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    /// Opens links ([`ALPN_LINK`]).
+    pub(crate) link: tokio_rustls::TlsConnector,
+    /// Opens HTTP/2 connections for gossip (ALPN `h2`).
+    pub(crate) h2: tokio_rustls::TlsConnector,
+}
+
+/// Where an HTTP transport keeps its [`NodeTls`] once serving (empty without a secret).
+pub(crate) type TlsSlot = Arc<std::sync::OnceLock<Arc<NodeTls>>>;
+
+impl NodeTls {
+    pub(crate) fn new(security: &Security, ips: &[IpAddr]) -> Result<NodeTls, PulsingError> {
+        let identity = Identity::new(security, ips)?;
+        let acceptor = identity.server_config(&[b"h2", b"http/1.1", ALPN_LINK], false)?;
+        let link = identity.client_config(&[ALPN_LINK])?;
+        let h2 = identity.client_config(&[b"h2"])?;
+        Ok(NodeTls {
+            identity,
+            acceptor: Arc::new(acceptor).into(),
+            link: Arc::new(link).into(),
+            h2: Arc::new(h2).into(),
+        })
+    }
+
+    /// Runs the client side of a TLS handshake with `addr` on `stream` by `connector`, bounded by
+    /// `bound` and `deadline`. `Ok(None)`: `deadline` came first (the caller's own time ran out).
+    pub(crate) async fn connect(
+        connector: &tokio_rustls::TlsConnector,
+        addr: std::net::SocketAddr,
+        stream: tokio::net::TcpStream,
+        bound: std::time::Duration,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<TlsIo>, PulsingError> {
+        let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
+            .map_err(|e| tls_error("the server name", e))?;
+        let by = tokio::time::Instant::now() + bound;
+        match tokio::time::timeout_at(by.min(deadline), connector.connect(name, stream)).await {
+            Ok(Ok(io)) => Ok(Some(tokio_rustls::TlsStream::Client(io))),
+            Ok(Err(e)) => Err(handshake_error(addr, &e)),
+            Err(_) if by <= deadline => Err(PulsingError::NodeUnreachable {
+                addr: addr.to_string(),
+                reason: format!("the TLS handshake did not finish within {bound:?}"),
+                delivery: pulsing_core::Delivery::NotDelivered,
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether an IO error on a TLS stream is the peer refusing (or us refusing) the other's identity.
+pub(crate) fn is_tls_refusal(e: &std::io::Error) -> bool {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_)) => true,
+        Some(_) => false,
+        None => refused_in(&e.to_string()),
+    }
+}
+
+/// Whether an error's text says a TLS peer refused us (a fatal alert after our handshake: in
+/// TLS 1.3 a server checks the client's certificate after the client considers the handshake
+/// done, so its refusal arrives on the first read, through layers that keep only the text).
+pub(crate) fn refused_in(text: &str) -> bool {
+    text.contains("received fatal alert") || text.contains("peer sent no certificates")
 }
 
 #[cfg(test)]
