@@ -3,7 +3,7 @@
 //! 127.0.0.1 port 0 calling each other through remote `ActorRef`s. Each test is
 //! `<transport>::<contract point>`, e.g. `http::interleaved_tells_and_asks_keep_their_order`.
 //!
-//! A transport joins with one line below: a factory from the message size limit to a fresh
+//! A transport joins with one line below (`http_tls`: the HTTP transport with a cluster secret): a factory from the message size limit to a fresh
 //! transport with its default settings otherwise, since the bounds checked here (a silent peer fails
 //! within 5 s, a call to a member gone within 8 s) are the defaults' promises. Every contract point
 //! is a function here listed in [`conformance_suite!`]; one left out of the list is dead code, which
@@ -85,6 +85,20 @@ conformance_suite!(http, |max_message_size| {
     std::sync::Arc::new(pulsing::http::HttpTransport::new(
         pulsing::http::HttpConfig::default().max_message_size(max_message_size),
     ))
+});
+
+// The HTTP transport with a cluster secret: every link is mutual TLS (`docs/security.md`); the
+// contract is the same.
+#[cfg(feature = "http")]
+conformance_suite!(http_tls, |max_message_size| {
+    use pulsing::Transport as _;
+    let transport = pulsing::http::HttpTransport::new(
+        pulsing::http::HttpConfig::default().max_message_size(max_message_size),
+    );
+    transport
+        .secure(&crate::conformance::secured())
+        .expect("a secured HTTP transport");
+    std::sync::Arc::new(transport)
 });
 
 #[cfg(feature = "quic")]

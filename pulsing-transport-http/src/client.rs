@@ -402,7 +402,7 @@ impl Client {
             .ok_or_else(|| budget.expired())?;
         let stream: Box<dyn Io> = match self.tls.get() {
             Some(tls) => {
-                let bound = self.config.tls_handshake_timeout;
+                let bound = self.config.client_handshake_bound();
                 let io = NodeTls::connect(&tls.h2, addr, stream, bound, budget.deadline)
                     .await?
                     .ok_or_else(|| budget.expired())?;

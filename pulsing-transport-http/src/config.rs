@@ -44,7 +44,7 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// | [`link_idle_timeout`](Self::link_idle_timeout) | 60 s | the client: a link that carried no call for this long is closed and leaves the pool (`Duration::ZERO`: never) |
 /// | [`max_connections`](Self::max_connections) | 4096 | the server: connections served at once; more are accepted and closed at once |
 /// | [`max_handshakes`](Self::max_handshakes) | 256 | the server, with a cluster secret: TLS handshakes in progress; more connections are closed at once |
-/// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 5 s | with a cluster secret: a TLS handshake (server or client side) not finished by then is dropped |
+/// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 5 s | with a cluster secret: a TLS handshake not finished by then is dropped (the server's; a client waits at most the keep-alive timeout, 3 s, as for a link's hello) |
 ///
 /// With keep-alives, a peer that stops answering without closing its sockets (a stopped process, a
 /// hung host) fails every call in flight to it within `keepalive_interval + keepalive_timeout`
@@ -184,5 +184,20 @@ impl HttpConfig {
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> HttpConfig {
         self.tls_handshake_timeout = timeout;
         self
+    }
+
+    /// How long a client waits for a peer's TLS handshake: [`tls_handshake_timeout`], and no
+    /// longer than it waits for a link's hello (the keep-alive timeout, or the connect timeout
+    /// without keep-alives), since a peer's transport answers both at once: a stopped peer then
+    /// fails a call as fast with TLS as without.
+    ///
+    /// [`tls_handshake_timeout`]: Self::tls_handshake_timeout
+    pub(crate) fn client_handshake_bound(&self) -> Duration {
+        let hello = if self.keepalive_interval.is_zero() {
+            self.connect_timeout
+        } else {
+            self.keepalive_timeout
+        };
+        self.tls_handshake_timeout.min(hello)
     }
 }

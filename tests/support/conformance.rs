@@ -221,6 +221,12 @@ pub(crate) async fn spawn_probe(system: &ActorSystem, name: &str, opts: SpawnOpt
 
 // --- nodes --------------------------------------------------------------------------------------
 
+/// The security of the suites over TLS: one cluster secret, the same for every node.
+pub(crate) fn secured() -> pulsing::Security {
+    let secret = pulsing::Secret::new("conformance secret").expect("a secret");
+    pulsing::Security::new(vec![secret], vec![]).expect("security")
+}
+
 /// A standalone node on 127.0.0.1:0 with a transport from `make`, the default ask timeout (30 s) and
 /// mailbox wait (5 s), and a short shutdown drain.
 pub(crate) fn builder(make: Factory) -> ActorSystemBuilder {

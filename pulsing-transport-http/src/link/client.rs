@@ -242,7 +242,7 @@ impl Links {
     pub(crate) fn tcp(config: HttpConfig, shutdown: CancellationToken, tls: TlsSlot) -> Links {
         let dial = TcpDial {
             connect_timeout: config.connect_timeout,
-            tls_handshake_timeout: config.tls_handshake_timeout,
+            tls_handshake_timeout: config.client_handshake_bound(),
             tls,
         };
         Links::new(config, Box::new(dial), shutdown)

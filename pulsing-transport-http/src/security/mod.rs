@@ -443,7 +443,10 @@ impl NodeTls {
             Ok(Err(e)) => Err(handshake_error(addr, &e)),
             Err(_) if by <= deadline => Err(PulsingError::NodeUnreachable {
                 addr: addr.to_string(),
-                reason: format!("the TLS handshake did not finish within {bound:?}"),
+                reason: format!(
+                    "the peer accepted the connection but did not finish the TLS handshake within \
+                     {bound:?}: it may be stopped or hung"
+                ),
                 delivery: pulsing_core::Delivery::NotDelivered,
             }),
             Err(_) => Ok(None),
