@@ -74,3 +74,123 @@ async fn same_secret_joins_and_calls_others_are_refused() {
     })
     .await;
 }
+
+/// Writes `client_certificate(secret)` into a fresh directory: (cert, key, ca) paths.
+fn client_files(secret: &str) -> (std::path::PathBuf, [String; 3]) {
+    let c = pulsing::http::security::client_certificate(secret).unwrap();
+    let dir = std::env::temp_dir().join(format!("pulsing-cert-{}-{}", std::process::id(), secret));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut paths = Vec::new();
+    for (name, pem) in [
+        ("client.pem", &c.cert_pem),
+        ("client.key", &c.key_pem),
+        ("ca.pem", &c.ca_pem),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        paths.push(p.display().to_string());
+    }
+    (dir, paths.try_into().unwrap())
+}
+
+/// `curl` with `args`, bounded at 10 s: (HTTP status, body).
+fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    if !out.stderr.is_empty() {
+        println!("curl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut body = out.stdout;
+    let split = body
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .expect("a status line");
+    let status = std::str::from_utf8(&body[split + 1..])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    body.truncate(split);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_calls_actors_but_cannot_gossip_or_open_links() {
+    bounded(async {
+        let a = node(&["gamma"], None).await.unwrap();
+        let port = a.addr().unwrap().port();
+        let (dir, [cert, key, ca]) = client_files("gamma");
+        let base = format!("https://127.0.0.1:{port}");
+        let with_cert = ["--cacert", &ca, "--cert", &cert, "--key", &key];
+        let (status, _) = tokio::task::block_in_place(|| {
+            curl(&[&with_cert[..], &[&format!("{base}/actors")]].concat())
+        });
+        assert_eq!(status, 200, "/actors with a client certificate");
+        let (status, body) = tokio::task::block_in_place(|| {
+            curl(
+                &[
+                    &with_cert[..],
+                    &[
+                        "-X",
+                        "POST",
+                        "--data-binary",
+                        "x",
+                        &format!("{base}/cluster/gossip"),
+                    ],
+                ]
+                .concat(),
+            )
+        });
+        assert_eq!(
+            status,
+            401,
+            "gossip with a client certificate: {}",
+            String::from_utf8_lossy(&body)
+        );
+        // A link (ALPN pulsing-link/1) with a client certificate is closed and counted as bad.
+        let before = a.stats().bad_links;
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new("timeout")
+                .args([
+                    "5",
+                    "openssl",
+                    "s_client",
+                    "-quiet",
+                    "-connect",
+                    &format!("127.0.0.1:{port}"),
+                ])
+                .args([
+                    "-alpn",
+                    "pulsing-link/1",
+                    "-cert",
+                    &cert,
+                    "-key",
+                    &key,
+                    "-CAfile",
+                    &ca,
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl runs")
+        });
+        println!(
+            "openssl s_client: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let until = Instant::now() + Duration::from_secs(3);
+        while a.stats().bad_links == before {
+            assert!(
+                Instant::now() < until,
+                "the link with a client certificate was not refused"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        a.shutdown().await;
+    })
+    .await;
+}

@@ -60,8 +60,10 @@ struct ServerState {
 enum Caller {
     /// No cluster secret: anyone (as before).
     Open,
-    /// TLS with a certificate from the cluster CA: a member (or a client certificate).
+    /// TLS with a node certificate from the cluster CA: a member.
     Member,
+    /// TLS with a client certificate from the cluster CA: calls, no gossip.
+    Client,
     /// TLS without a client certificate: calls need an API token.
     External,
     /// Plaintext to a node with a secret: only `GET /health`.
@@ -234,26 +236,27 @@ async fn serve_tls(
     };
     drop(permit);
     let (_, session) = io.get_ref();
-    // rustls verified any certificate presented against the cluster CAs.
-    let member = session.peer_certificates().is_some_and(|c| !c.is_empty());
+    // rustls verified any certificate presented against the cluster CAs; a node's is also for
+    // server use (a client certificate is not).
+    let certified = session.peer_certificates().filter(|c| !c.is_empty());
+    let member = certified.is_some_and(|c| tls.identity.is_node(c));
+    let caller = match (member, certified.is_some()) {
+        (true, _) => Caller::Member,
+        (false, true) => Caller::Client,
+        (false, false) => Caller::External,
+    };
     let is_link = session.alpn_protocol() == Some(ALPN_LINK);
     let io = tokio_rustls::TlsStream::Server(io);
     if is_link {
         if !member {
-            state
-                .handler
-                .bad_link(peer, "a link without a member's certificate");
+            let why = "a link without a node certificate from the cluster CA";
+            state.handler.bad_link(peer, why);
             return;
         }
         let (rd, wr) = TlsWriter::split(io);
         let (handler, config) = (state.handler.clone(), state.config.clone());
         return link::serve_link(rd, wr, peer, handler, config, shutdown).await;
     }
-    let caller = if member {
-        Caller::Member
-    } else {
-        Caller::External
-    };
     serve_http(io, ctx(caller), builder, shutdown).await
 }
 
@@ -380,7 +383,12 @@ fn handle(
     let call: Result<ActorCall, Cold> = match protocol::actor_name(req.uri().path()) {
         _ if ctx.caller != Caller::Open && ctx.caller != Caller::Member => match denied(&ctx, &req)
         {
-            Some(r) => Err(Box::pin(async move { Err(r) })),
+            Some(r) => {
+                let ctx = ctx.clone();
+                Err(Box::pin(
+                    async move { Err(refuse_unread(&ctx, req, r).await) },
+                ))
+            }
             None => {
                 let ctx = ctx.clone();
                 Err(Box::pin(async move { route_or_call(&ctx, req).await }))
@@ -440,10 +448,14 @@ fn denied(ctx: &ConnCtx, req: &Request<Incoming>) -> Option<Refusal> {
             "this node requires TLS (it has a cluster secret): call it with https:// and a client \
              certificate from the cluster CA or an API token (docs/security.md)",
         ),
-        Caller::External if req.uri().path() == protocol::GOSSIP_PATH => unauthorized(
-            StatusCode::UNAUTHORIZED,
-            "gossip needs a member's certificate from the cluster CA (the same cluster secret)",
-        ),
+        Caller::External | Caller::Client if req.uri().path() == protocol::GOSSIP_PATH => {
+            unauthorized(
+                StatusCode::UNAUTHORIZED,
+                "gossip needs a node certificate from the cluster CA (a node with the same \
+                 cluster secret)",
+            )
+        }
+        Caller::Client => None,
         Caller::External => {
             let tls = ctx.state.tls.as_ref()?;
             let token = req.headers().get(http::header::AUTHORIZATION);
@@ -457,6 +469,25 @@ fn denied(ctx: &ConnCtx, req: &Request<Incoming>) -> Option<Refusal> {
                  (docs/security.md)",
             )
         }
+    }
+}
+
+/// Largest body a refused caller's request is read for, so that its client gets the refusal
+/// cleanly (an unread body resets an HTTP/2 stream, which some clients report instead of the
+/// answer); a larger one is not read at all.
+const REFUSED_BODY_READ: u64 = 64 * 1024;
+
+/// Answers a refused caller: reads (and drops) a small announced body first, else nothing.
+async fn refuse_unread(ctx: &ConnCtx, req: Request<Incoming>, r: Refusal) -> Refusal {
+    let small = match content_length(req.headers()) {
+        Some(n) => n <= REFUSED_BODY_READ,
+        // No length: HTTP/2 without one, or chunked; `end_stream` on the head means no body.
+        None => req.body().is_end_stream(),
+    };
+    if small {
+        drained(ctx, req, r).await
+    } else {
+        r
     }
 }
 

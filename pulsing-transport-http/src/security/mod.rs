@@ -230,6 +230,8 @@ pub fn client_certificate(secret: &str) -> Result<ClientCertificate, PulsingErro
 /// it accepts (every secret's), and the API tokens' digests.
 pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
+    /// The accepted CAs' certificates (for telling node certificates from client ones).
+    cas: Vec<CertificateDer<'static>>,
     key: KeyPair,
     roots: Arc<RootCertStore>,
     tokens: Vec<[u8; 32]>,
@@ -264,6 +266,7 @@ impl Identity {
             ));
         }
         let mut roots = RootCertStore::empty();
+        let ca_ders: Vec<_> = cas.iter().map(ClusterCa::der).collect();
         for ca in &cas {
             roots
                 .add(ca.der())
@@ -273,6 +276,7 @@ impl Identity {
         let (cert, key) = first.issue(true, ips)?;
         Ok(Identity {
             chain: vec![cert.der().clone(), first.der()],
+            cas: ca_ders,
             key,
             roots: Arc::new(roots),
             tokens: security
@@ -341,6 +345,36 @@ impl Identity {
             .map_err(|e| tls_error("the node certificate", e))?;
         config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
         Ok(config)
+    }
+
+    /// Whether `chain` (a peer's, which rustls verified against the accepted CAs) is a **node's**:
+    /// a certificate from an accepted CA for server use as well. Client certificates
+    /// ([`client_certificate`]) are for client use only: they let an HTTP client call actors, not
+    /// open links or gossip.
+    pub fn is_node(&self, chain: &[CertificateDer<'_>]) -> bool {
+        // id-kp-serverAuth, 1.3.6.1.5.5.7.3.1, DER-encoded.
+        const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+        let Some((leaf, rest)) = chain.split_first() else {
+            return false;
+        };
+        let Ok(leaf) = webpki::EndEntityCert::try_from(leaf) else {
+            return false;
+        };
+        let anchors: Vec<_> = self
+            .cas
+            .iter()
+            .filter_map(|ca| webpki::anchor_from_trusted_cert(ca).ok())
+            .collect();
+        leaf.verify_for_usage(
+            provider().signature_verification_algorithms.all,
+            &anchors,
+            rest,
+            rustls::pki_types::UnixTime::now(),
+            webpki::KeyUsage::required(SERVER_AUTH),
+            None,
+            None,
+        )
+        .is_ok()
     }
 
     /// Whether an `Authorization` header value is `Bearer <one of the API tokens>` (compared by

@@ -111,6 +111,20 @@ fn a_client_certificate_chains_to_the_ca_of_its_secret() {
 }
 
 #[test]
+fn node_certificates_are_told_from_client_certificates() {
+    let a = Identity::new(&security(&["alpha"], &[]), &[]).unwrap();
+    let a2 = Identity::new(&security(&["alpha"], &[]), &[]).unwrap();
+    let b = Identity::new(&security(&["beta"], &[]), &[]).unwrap();
+    assert!(a.is_node(&a2.chain));
+    assert!(!a.is_node(&b.chain), "another cluster's node");
+    let client = client_certificate("alpha").unwrap();
+    let der =
+        rustls::pki_types::pem::PemObject::from_pem_slice(client.cert_pem.as_bytes()).unwrap();
+    assert!(!a.is_node(&[der]), "a client certificate is not a node's");
+    assert!(!a.is_node(&[]));
+}
+
+#[test]
 fn tokens_match_exactly() {
     let id = Identity::new(&security(&["alpha"], &["t0k3n", "other"]), &[]).unwrap();
     assert!(id.token_ok(b"Bearer t0k3n"));
