@@ -194,3 +194,66 @@ async fn a_client_certificate_calls_actors_but_cannot_gossip_or_open_links() {
     })
     .await;
 }
+
+/// Collects the messages of `WARN` events.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().unwrap().push(text.0);
+        }
+    }
+}
+
+/// A node bound to a non-loopback address without a secret warns once at start that anyone who
+/// can reach it can call and join it; with a secret, or on loopback, it does not.
+#[tokio::test(flavor = "current_thread")]
+async fn an_exposed_node_without_a_secret_warns_once() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let warnings = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let exposed = |secret: Option<&str>| {
+        let b = pulsing::system_builder().addr("0.0.0.0:0");
+        match secret {
+            Some(s) => b.secret(s),
+            None => b,
+        }
+    };
+    let about_secret = |w: &Vec<String>| {
+        w.iter()
+            .filter(|m| m.contains("without a cluster secret"))
+            .count()
+    };
+    let open = exposed(None).build().await.unwrap();
+    assert_eq!(
+        about_secret(&warnings.0.lock().unwrap()),
+        1,
+        "{:?}",
+        warnings.0.lock().unwrap()
+    );
+    let secured = exposed(Some("delta")).build().await.unwrap();
+    let local = node(&[], None).await.unwrap();
+    assert_eq!(
+        about_secret(&warnings.0.lock().unwrap()),
+        1,
+        "{:?}",
+        warnings.0.lock().unwrap()
+    );
+    println!("the warning: {}", warnings.0.lock().unwrap()[0]);
+    for s in [open, secured, local] {
+        s.shutdown().await;
+    }
+}
