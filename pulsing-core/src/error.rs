@@ -381,6 +381,11 @@ impl PulsingError {
     pub fn is_too_large(&self) -> bool {
         matches!(self, PulsingError::TooLarge(_))
     }
+
+    /// A peer refused this node's identity, or a peer's was refused (`docs/security.md`).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, PulsingError::Unauthorized(_))
+    }
 }
 
 /// What a handler returns when it fails: a message and, optionally, the name of the error's type and

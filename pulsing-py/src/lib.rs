@@ -2,9 +2,9 @@
 //!
 //! It holds thin handles over the `pulsing` facade crate (a system, refs, streamed replies), the
 //! [`hub::Hub`] that carries results from Tokio to the asyncio loop, the proxy that makes a Python
-//! actor reachable from the core system, and the exception hierarchy. The pure-Python package
-//! `pulsing` (in `python/pulsing/`) builds the public API on top (`pulsing.actor`); nothing here is
-//! meant to be called by users directly.
+//! actor reachable from the core system, the client certificates of [`security`], and the
+//! exception hierarchy. The pure-Python package `pulsing` (in `python/pulsing/`) builds the public
+//! API on top (`pulsing.actor`); nothing here is meant to be called by users directly.
 //!
 //! It does not run Python handlers on Tokio threads, and no Tokio thread ever waits for the GIL:
 //!

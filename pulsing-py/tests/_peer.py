@@ -11,6 +11,9 @@ Arguments (all optional)::
     --ask-timeout SECS           SystemConfig.with_ask_timeout(SECS)
     --seed ADDR                  join through ADDR (repeatable)
     --transport NAME             SystemConfig.with_transport(NAME): "http" or "quic"
+    --secret S                   SystemConfig.with_secret(S); given twice or more,
+                                 with_secrets([S1, S2, ...]) (test_secret.py)
+    --api-token T                SystemConfig.with_api_tokens([T, ...]) (repeatable)
     --guide                      run the Remote Actors Guide's node 1 instead (test_quic.py): only
                                  its DistributedCounter, public as ``counter``
 
@@ -401,6 +404,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", action="append", default=[])
     parser.add_argument("--transport", choices=["http", "quic"])
     parser.add_argument("--guide", action="store_true")
+    parser.add_argument("--secret", action="append", default=[])
+    parser.add_argument("--api-token", action="append", default=[])
     return parser.parse_args(argv)
 
 
@@ -417,6 +422,12 @@ def config_from(args: argparse.Namespace) -> SystemConfig:
         config = config.with_stream_send_timeout(seconds)  # type: ignore[attr-defined]
     if args.transport is not None:
         config = config.with_transport(args.transport)
+    if len(args.secret) == 1:
+        config = config.with_secret(args.secret[0])
+    elif args.secret:
+        config = config.with_secrets(args.secret)
+    if args.api_token:
+        config = config.with_api_tokens(args.api_token)
     return config
 
 

@@ -54,14 +54,18 @@ class Peer:
 
 
 @contextlib.contextmanager
-def start_peer(*argv: str, ready_within: float = 20.0) -> Iterator[Peer]:
+def start_peer(
+    *argv: str, ready_within: float = 20.0, env: dict[str, str] | None = None
+) -> Iterator[Peer]:
     """Runs ``_peer.py *argv`` until the block ends: waits (bounded) for its ``READY <addr>`` line,
-    yields a :class:`Peer`, then closes its stdin (it exits) and kills it if it lingers."""
+    yields a :class:`Peer`, then closes its stdin (it exits) and kills it if it lingers. ``env``:
+    the process's whole environment (default: this one's)."""
     proc = subprocess.Popen(
         [sys.executable, str(PEER_SCRIPT), *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         line: list[str] = []

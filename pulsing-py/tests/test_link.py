@@ -42,6 +42,7 @@ KINDS = {
     "stream_truncated",
     "config",
     "already_exists",
+    "unauthorized",
     "other",
 }
 MEMBER_STATES = {"alive", "suspect", "down", "left"}

@@ -30,6 +30,7 @@ EXCEPTION_NAMES = [
     "MailboxFullError",
     "BadMessageError",
     "ActorStoppedError",
+    "UnauthorizedError",
 ]
 
 
@@ -76,7 +77,12 @@ def test_node_unreachable_is_also_a_builtin_connection_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in EXCEPTION_NAMES if n not in ("AskTimeoutError", "NodeUnreachableError")]
+    "name",
+    [
+        n
+        for n in EXCEPTION_NAMES
+        if n not in ("AskTimeoutError", "NodeUnreachableError", "UnauthorizedError")
+    ],
 )
 def test_other_exceptions_are_not_os_errors(name: str) -> None:
     cls = getattr(pulsing, name)
@@ -101,11 +107,13 @@ API_NAMES = [
     "Actor",
     "ActorRef",
     "ActorSystem",
+    "ClientCertificate",
     "Member",
     "Message",
     "SystemConfig",
     "SystemStats",
     "as_actor",
+    "client_certificate",
     "create_actor_system",
     "current_actor",
     "current_system",
@@ -151,8 +159,15 @@ def test_package_ships_the_typing_marker() -> None:
     assert importlib.resources.files("pulsing").joinpath("py.typed").is_file()
 
 
+def test_unauthorized_is_also_a_builtin_permission_error() -> None:
+    assert issubclass(pulsing.UnauthorizedError, PermissionError)
+    with pytest.raises(PermissionError):
+        raise pulsing.UnauthorizedError("the seed 127.0.0.1:1 refused this node's identity")
+
+
 def test_every_error_class_says_whether_the_message_was_delivered() -> None:
     assert pulsing.ActorNotFoundError("x").delivery == "not_delivered"
+    assert pulsing.UnauthorizedError("x").delivery == "not_delivered"
     assert pulsing.MailboxFullError("x").delivery == "not_delivered"
     assert pulsing.BadMessageError("x").delivery == "not_delivered"
     assert pulsing.ActorError("x").delivery == "handled"

@@ -24,8 +24,11 @@ pub type SocketWrapper =
 /// | [`keep_alive`](Self::keep_alive) | 1 s | QUIC PINGs on every connection (below the idle timeout, so a live peer's connection never idles out) |
 /// | [`stream_window`](Self::stream_window) | 4 MiB | per-stream receive window |
 /// | [`connection_window`](Self::connection_window) | 16 MiB | per-connection receive window |
-/// | [`tcp_sentinel`](Self::tcp_sentinel) | on | a TCP connect to the peer's TCP door alongside each QUIC handshake (refused: nothing runs there, the call fails at once), kept open idle as a sentinel (the peer's kernel closes it when its process dies: the QUIC connection ends at once). Off: nothing but QUIC between QUIC nodes; a refused address then fails by the handshake timeout and a killed peer by the idle timeout |
+/// | [`tcp_sentinel`](Self::tcp_sentinel) | on | a TCP connect to the peer's TCP door alongside each QUIC handshake (refused: nothing runs there, the call fails at once), kept open idle as a sentinel once the peer's TCP door answered it with a link hello (the peer's kernel closes it when its process dies: the QUIC connection ends at once); with a cluster secret it speaks TLS, as the door does. Off: nothing but QUIC between QUIC nodes; a refused address then fails by the handshake timeout and a killed peer by the idle timeout |
 /// | [`max_streams`](Self::max_streams) | 256 | concurrent bidirectional streams a peer may open (one per link and per gossip exchange) |
+/// | [`max_handshakes`](Self::max_handshakes) | 256 | the server: QUIC handshakes in progress (and connection attempts not yet handled, each buffering at most 64 KiB); more attempts are refused at once (QUIC `CONNECTION_REFUSED`; a Pulsing caller then uses the TCP door for [`fallback_for`](Self::fallback_for)). A handshake not finished within 3 × [`handshake_timeout`](Self::handshake_timeout) is dropped |
+/// | [`max_connections`](Self::max_connections) | 4096 | the server: QUIC connections served at once, handshakes included; more attempts are refused at once |
+/// | [`tls`](Self::tls) | none | TLS without a cluster secret: `None` is a self-signed certificate and any peer accepted ([`Tls::self_signed`]). With a cluster secret (`docs/security.md`) the transport makes its TLS from the cluster CA (both sides present a certificate from it, client certificates mandatory); setting this too is an error |
 ///
 /// A silent peer (stopped process, cut link) fails the calls on its links by the link keep-alive
 /// (interval + timeout of [`http`](Self::http), 4 s by default) or the QUIC idle timeout, whichever
@@ -54,8 +57,12 @@ pub struct QuicConfig {
     /// Whether to probe the peer's TCP door beside each handshake and keep that connection as a
     /// sentinel of the peer's process.
     pub tcp_sentinel: bool,
-    /// TLS; `None`: a self-signed certificate made at start, any peer accepted
-    /// ([`Tls::self_signed`]).
+    /// QUIC handshakes in progress the server allows (at least 1).
+    pub max_handshakes: usize,
+    /// QUIC connections the server serves at once (at least 1).
+    pub max_connections: usize,
+    /// TLS without a cluster secret; `None`: a self-signed certificate made at start, any peer
+    /// accepted ([`Tls::self_signed`]). Conflicts with a cluster secret.
     pub tls: Option<Tls>,
     /// Wraps the UDP socket (tests: packet loss); `None` in production.
     pub socket_wrapper: Option<SocketWrapper>,
@@ -74,6 +81,8 @@ impl std::fmt::Debug for QuicConfig {
             .field("connection_window", &self.connection_window)
             .field("max_streams", &self.max_streams)
             .field("tcp_sentinel", &self.tcp_sentinel)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("max_connections", &self.max_connections)
             .field("tls", &self.tls)
             .field("socket_wrapper", &self.socket_wrapper.is_some())
             .finish()
@@ -93,6 +102,8 @@ impl Default for QuicConfig {
             connection_window: 16 * 1024 * 1024,
             max_streams: 256,
             tcp_sentinel: true,
+            max_handshakes: 256,
+            max_connections: 4096,
             tls: None,
             socket_wrapper: None,
         }
@@ -106,7 +117,19 @@ impl QuicConfig {
         self
     }
 
-    /// Sets [`tls`](Self::tls).
+    /// Sets [`max_handshakes`](Self::max_handshakes) (at least 1).
+    pub fn max_handshakes(mut self, n: usize) -> QuicConfig {
+        self.max_handshakes = n.max(1);
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections) (at least 1).
+    pub fn max_connections(mut self, n: usize) -> QuicConfig {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`tls`](Self::tls) (not with a cluster secret).
     pub fn tls(mut self, tls: Tls) -> QuicConfig {
         self.tls = Some(tls);
         self

@@ -9,8 +9,15 @@
 //!   `/health`, `/metrics`, TCP links) on TCP port P. Calls to a peer that does not answer a QUIC
 //!   handshake within [`QuicConfig::handshake_timeout`] go over TCP for
 //!   [`QuicConfig::fallback_for`], so a cluster mixing QUIC and HTTP-only nodes works.
-//! - **TLS**: QUIC always encrypts. By default each node makes a self-signed certificate at start
-//!   and accepts any peer's: encrypted, **not authenticated**. [`Tls::custom`] replaces both sides.
+//! - **TLS**: QUIC always encrypts. Without a cluster secret each node makes a self-signed
+//!   certificate at start and accepts any peer's: encrypted, **not authenticated**
+//!   ([`Tls::custom`] replaces both sides). With a cluster secret (the system builder's
+//!   `.secret(..)`, `docs/security.md`) both sides present a certificate from the cluster CA and
+//!   require one from the other (QUIC and the TCP door alike): a peer with another secret or none
+//!   is refused, and calls to it fail with [`PulsingError::Unauthorized`] naming its address.
+//! - **Limits**: handshakes in progress and connections served are bounded
+//!   ([`QuicConfig::max_handshakes`], [`QuicConfig::max_connections`]); attempts over them are
+//!   refused at once, and a handshake that does not finish in time is dropped.
 //!
 //! # Examples
 //!
@@ -33,6 +40,7 @@
 
 mod config;
 mod net;
+mod sentinel;
 mod serve;
 mod tls;
 
@@ -42,7 +50,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget};
+use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget, Security};
 use pulsing_transport_http::link::Links;
 use pulsing_transport_http::HttpTransport;
 use tokio::time::Instant;
@@ -305,6 +313,28 @@ impl Transport for QuicTransport {
         let _ = tokio::time::timeout(Duration::from_millis(1500), self.tasks.wait()).await;
         self.http.shutdown().await;
         self.net.close();
+    }
+
+    /// Makes both doors authenticate with certificates from the cluster CA of `security`'s
+    /// secrets (`docs/security.md`): the TCP door (and the TCP fallback) speak TLS only, as the
+    /// HTTP transport does, and QUIC presents this node's certificate and requires a peer's from
+    /// an accepted CA, both ways. A call to a node that refuses this node's certificate, or whose
+    /// certificate is not from an accepted CA, fails with [`PulsingError::Unauthorized`] (not
+    /// delivered) naming its address; it is not retried over TCP.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if [`QuicConfig::tls`] is set (it conflicts with a secret), the
+    /// transport already serves or was secured, or a certificate cannot be made.
+    fn secure(&self, security: &Security) -> Result<(), PulsingError> {
+        if self.serving.load(Ordering::Acquire) {
+            return Err(PulsingError::Config(
+                "secure() must be called before the transport serves".into(),
+            ));
+        }
+        // QUIC first: it refuses a conflicting QuicConfig::tls before the TCP door changes.
+        self.net.secure(security)?;
+        self.http.secure(security)
     }
 
     fn peer_gone(&self, addr: SocketAddr, reason: &str) {

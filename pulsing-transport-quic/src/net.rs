@@ -11,16 +11,17 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pulsing_core::{Delivery, PulsingError};
-use pulsing_transport_http::codec::link::{self, LINK_PREFACE};
+use pulsing_core::{Delivery, PulsingError, Security};
 use pulsing_transport_http::link::{Dial, Dialing, LinkReader, LinkWriter};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{IdleTimeout, VarInt};
-use tokio::io::AsyncWrite;
+use quinn::{ConnectionError, IdleTimeout, ReadError, VarInt, WriteError};
+use rustls::AlertDescription;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::config::QuicConfig;
-use crate::tls::{Tls, SERVER_NAME};
+use crate::sentinel;
+use crate::tls::{ClusterTls, Tls, SERVER_NAME};
 
 /// The first bytes of a gossip exchange on a QUIC stream (a link stream starts with the link
 /// preface instead).
@@ -38,11 +39,14 @@ pub(crate) fn unreachable(
     }
 }
 
-/// What the QUIC transport's parts share: settings, the endpoint, connections, and which peers
-/// did not answer QUIC lately.
+/// What the QUIC transport's parts share: settings, TLS, the endpoint, connections, and which
+/// peers did not answer QUIC lately.
 pub(crate) struct Net {
     pub(crate) config: QuicConfig,
+    /// The TLS without a cluster secret: [`QuicConfig::tls`], else self-signed.
     tls: Tls,
+    /// With a cluster secret ([`Net::secure`]): used instead of `tls`.
+    cluster: OnceLock<ClusterTls>,
     endpoint: OnceLock<quinn::Endpoint>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// Peers that did not answer a QUIC handshake, until when they are called over TCP.
@@ -58,10 +62,51 @@ impl Net {
         Ok(Net {
             config,
             tls,
+            cluster: OnceLock::new(),
             endpoint: OnceLock::new(),
             conns: Mutex::default(),
             no_quic: Mutex::default(),
         })
+    }
+
+    /// Uses certificates from the cluster CA of `security`'s secrets from now on (mandatory
+    /// client certificates on the serving side). Called before the endpoint is bound.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] if [`QuicConfig::tls`] is set too (they conflict), this was
+    /// already called, or the certificates cannot be made.
+    pub(crate) fn secure(&self, security: &Security) -> Result<(), PulsingError> {
+        if self.config.tls.is_some() {
+            return Err(PulsingError::Config(
+                "QuicConfig::tls and a cluster secret conflict: with a secret the QUIC transport \
+                 makes its TLS from the cluster CA itself; set one or the other"
+                    .into(),
+            ));
+        }
+        self.cluster.set(ClusterTls::new(security)?).map_err(|_| {
+            PulsingError::Config("this QuicTransport was already given a cluster secret".into())
+        })
+    }
+
+    /// With a cluster secret: whether a peer that passed the handshake (its certificate is from an
+    /// accepted CA) holds a **node** certificate, not a client certificate for HTTP calls. Without
+    /// a secret: always (nothing is authenticated).
+    pub(crate) fn is_node(&self, conn: &quinn::Connection) -> bool {
+        let Some(cluster) = self.cluster.get() else {
+            return true;
+        };
+        conn.peer_identity()
+            .and_then(|id| {
+                id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .is_some_and(|chain| cluster.identity.is_node(&chain))
+    }
+
+    /// The TLS in use: the cluster's with a secret, else the default or the configured one.
+    fn tls(&self) -> &Tls {
+        self.cluster.get().map_or(&self.tls, |c| &c.quic)
     }
 
     fn transport_config(&self) -> Result<quinn::TransportConfig, PulsingError> {
@@ -82,17 +127,24 @@ impl Net {
         Ok(t)
     }
 
-    /// The server side of the endpoint's configuration.
+    /// The server side of the endpoint's configuration. Connection attempts not yet handled
+    /// (quinn's `Incoming`) are bounded by [`QuicConfig::max_handshakes`], and what each may
+    /// buffer by [`INCOMING_BUFFER`]: quinn refuses the ones over the bound itself.
     pub(crate) fn server_config(&self) -> Result<quinn::ServerConfig, PulsingError> {
-        let crypto = QuicServerConfig::try_from(self.tls.server.clone())
+        let crypto = QuicServerConfig::try_from(self.tls().server.clone())
             .map_err(|e| PulsingError::Config(format!("QUIC server TLS: {e}")))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(self.transport_config()?));
+        let pending = self.config.max_handshakes.max(1);
+        server
+            .transport_config(Arc::new(self.transport_config()?))
+            .max_incoming(pending)
+            .incoming_buffer_size(INCOMING_BUFFER)
+            .incoming_buffer_size_total(INCOMING_BUFFER.saturating_mul(pending as u64));
         Ok(server)
     }
 
     fn client_config(&self) -> Result<quinn::ClientConfig, PulsingError> {
-        let crypto = QuicClientConfig::try_from((*self.tls.client).clone())
+        let crypto = QuicClientConfig::try_from((*self.tls().client).clone())
             .map_err(|e| PulsingError::Config(format!("QUIC client TLS: {e}")))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(Arc::new(self.transport_config()?));
@@ -218,6 +270,10 @@ impl Net {
         let conn = match conn {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
+                if let Some(refused) = self.refusal(addr, &e) {
+                    // The peer answers QUIC: it is not an HTTP-only node, and TCP would not help.
+                    return Err(refused);
+                }
                 self.mark_no_quic(addr);
                 return Err(unreachable(
                     addr,
@@ -238,11 +294,51 @@ impl Net {
             }
         };
         if let Some(tcp) = sentinel {
-            tokio::spawn(watch(tcp, conn.clone(), self.config.http.max_message_size));
+            tokio::spawn(sentinel::watch(
+                tcp,
+                conn.clone(),
+                self.config.http.max_message_size,
+                self.cluster.get().map(|c| c.sentinel.clone()),
+                self.config.http.tls_handshake_timeout,
+            ));
         }
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         conns.retain(|_, c| c.close_reason().is_none());
         Ok(conns.entry(addr).or_insert(conn).clone())
+    }
+
+    /// The error for a connection to `addr` that ended because this node or the peer refused the
+    /// other's certificate (a TLS alert as QUIC's crypto error code, RFC 9001 §4.8); `None` for
+    /// any other end. In TLS 1.3 the server checks the client's certificate after the client
+    /// considers the handshake done, so the peer's refusal may end a connection already made.
+    pub(crate) fn refusal(&self, addr: SocketAddr, e: &ConnectionError) -> Option<PulsingError> {
+        let ours = self.cluster.get().is_some();
+        let why = match e {
+            // We refused the peer's certificate (the reason is rustls's).
+            ConnectionError::TransportError(t) if refused_alert(t.code).is_some() => format!(
+                "the node at {addr} presented a certificate that is not from this cluster's CA \
+                 ({}): its cluster secret differs from this node's{}",
+                t.reason,
+                if ours { ", or it has none" } else { "" }
+            ),
+            ConnectionError::ConnectionClosed(c) => {
+                let alert = refused_alert(c.error_code)?;
+                if ours {
+                    format!(
+                        "the node at {addr} refused this node's certificate (TLS alert \
+                         {alert:?}): its cluster secret differs from this node's"
+                    )
+                } else {
+                    format!(
+                        "the node at {addr} refused this node (TLS alert {alert:?}): it requires a \
+                         certificate from its cluster CA, and this node has no cluster secret \
+                         (every node of a cluster needs the same one)"
+                    )
+                }
+            }
+            _ => return None,
+        };
+        Some(PulsingError::Unauthorized(why))
     }
 
     fn live(&self, addr: SocketAddr) -> Option<quinn::Connection> {
@@ -290,23 +386,37 @@ impl Net {
         let by = Instant::now() + timeout;
         let exchange = async {
             let conn = self.connection(to, by).await?;
-            let lost = |e: &dyn std::fmt::Display| {
-                unreachable(to, format!("QUIC gossip: {e}"), Delivery::MaybeDelivered)
+            // A connection that ends because the peer refused this node's certificate is
+            // `unauthorized`; any other loss may have come after the packet was read.
+            let lost = |e: &dyn std::fmt::Display, c: Option<&ConnectionError>| {
+                c.and_then(|c| self.refusal(to, c)).unwrap_or_else(|| {
+                    unreachable(to, format!("QUIC gossip: {e}"), Delivery::MaybeDelivered)
+                })
             };
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e, Some(&e)))?;
             let from = from.map(|a| a.to_string()).unwrap_or_default();
             let mut head = Vec::with_capacity(24 + from.len());
             head.extend_from_slice(GOSSIP_PREFACE);
             head.extend_from_slice(&(from.len() as u16).to_be_bytes());
             head.extend_from_slice(from.as_bytes());
             head.extend_from_slice(&(packet.len() as u32).to_be_bytes());
-            send.write_all(&head).await.map_err(|e| lost(&e))?;
-            send.write_all(&packet).await.map_err(|e| lost(&e))?;
+            send.write_all(&head)
+                .await
+                .map_err(|e| lost(&e, write_lost(&e)))?;
+            send.write_all(&packet)
+                .await
+                .map_err(|e| lost(&e, write_lost(&e)))?;
             let _ = send.finish();
             let answer = recv
                 .read_to_end(self.config.http.max_message_size)
                 .await
-                .map_err(|e| lost(&e))?;
+                .map_err(|e| {
+                    let c = match &e {
+                        quinn::ReadToEndError::Read(r) => read_lost(r),
+                        quinn::ReadToEndError::TooLong => None,
+                    };
+                    lost(&e, c)
+                })?;
             Ok(Bytes::from(answer))
         };
         tokio::time::timeout_at(by, exchange)
@@ -318,31 +428,85 @@ impl Net {
 /// How long the TCP probe may take once the QUIC handshake finished.
 const PROBE_GRACE: Duration = Duration::from_millis(200);
 
-/// Keeps the TCP connection opened alongside a QUIC handshake as a **sentinel**: an idle link to the
-/// peer's TCP door. UDP says nothing when the peer's process dies, but its kernel closes the TCP
-/// connection: the QUIC connection is closed then (its links fail at once) instead of by the idle
-/// timeout. Ends with the QUIC connection.
-async fn watch(mut tcp: tokio::net::TcpStream, conn: quinn::Connection, max: usize) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = tcp.set_nodelay(true);
-    let mut opening = LINK_PREFACE.to_vec();
-    link::put_hello(&mut opening, None, Some(max as u64));
-    if tcp.write_all(&opening).await.is_err() {
-        return;
+/// What one connection attempt not yet handled may buffer on the serving endpoint (the client's
+/// first flights; a handshake needs a few KiB).
+pub(crate) const INCOMING_BUFFER: u64 = 64 * 1024;
+
+/// The TLS alert in a QUIC crypto error `code` (0x100 + alert) when it refuses a certificate:
+/// none presented, or one from another CA, or not signed by its key.
+fn refused_alert(code: quinn::TransportErrorCode) -> Option<AlertDescription> {
+    let code = u64::from(code);
+    if !(0x100..0x200).contains(&code) {
+        return None;
     }
-    let mut sink = [0u8; 512];
-    let peer_gone = async {
-        // The peer's hello, then nothing: the link is never used.
-        loop {
-            match tcp.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
+    let alert = AlertDescription::from((code - 0x100) as u8);
+    matches!(
+        alert,
+        AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied
+            | AlertDescription::DecryptError
+            | AlertDescription::CertificateRequired
+    )
+    .then_some(alert)
+}
+
+fn read_lost(e: &ReadError) -> Option<&ConnectionError> {
+    match e {
+        ReadError::ConnectionLost(c) => Some(c),
+        _ => None,
+    }
+}
+
+fn write_lost(e: &WriteError) -> Option<&ConnectionError> {
+    match e {
+        WriteError::ConnectionLost(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// A link stream's IO error that is the peer refusing this node's certificate, as the TLS error
+/// the link layer reports as `unauthorized` naming the address (`handshake_error` of the HTTP
+/// transport's security module); any other error as it is.
+fn as_tls_refusal(e: io::Error) -> io::Error {
+    let alert = e
+        .get_ref()
+        .and_then(|inner| {
+            inner
+                .downcast_ref::<ReadError>()
+                .and_then(read_lost)
+                .or_else(|| inner.downcast_ref::<WriteError>().and_then(write_lost))
+        })
+        .and_then(|c| match c {
+            ConnectionError::ConnectionClosed(c) => refused_alert(c.error_code),
+            _ => None,
+        });
+    match alert {
+        Some(alert) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            rustls::Error::AlertReceived(alert),
+        ),
+        None => e,
+    }
+}
+
+/// A QUIC receive stream as a link's reader (errors through [`as_tls_refusal`]).
+pub(crate) struct QuicReader(pub(crate) quinn::RecvStream);
+
+impl AsyncRead for QuicReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(as_tls_refusal(e))),
+            other => other,
         }
-    };
-    tokio::select! {
-        _ = peer_gone => conn.close(VarInt::from_u32(0), b"the peer's process is gone"),
-        _ = conn.closed() => {}
     }
 }
 
@@ -356,11 +520,14 @@ impl Dial for QuicDial {
             let (send, recv) = match tokio::time::timeout_at(by, conn.open_bi()).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => {
+                    if let Some(refused) = self.0.refusal(addr, &e) {
+                        return Err(refused);
+                    }
                     return Err(unreachable(
                         addr,
                         format!("opening a QUIC stream: {e}"),
                         Delivery::NotDelivered,
-                    ))
+                    ));
                 }
                 Err(_) => {
                     return Err(unreachable(
@@ -371,7 +538,7 @@ impl Dial for QuicDial {
                 }
             };
             Ok((
-                Box::new(recv) as LinkReader,
+                Box::new(QuicReader(recv)) as LinkReader,
                 Box::new(QuicWriter::new(send)) as Box<dyn LinkWriter>,
             ))
         })
@@ -398,7 +565,10 @@ impl QuicWriter {
     fn poll(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match s.as_mut() {
-            Some(s) => AsyncWrite::poll_write(Pin::new(s), cx, buf),
+            Some(s) => match AsyncWrite::poll_write(Pin::new(s), cx, buf) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(as_tls_refusal(e))),
+                other => other,
+            },
             None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         }
     }
@@ -436,5 +606,76 @@ impl LinkWriter for QuicWriter {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed_by_peer(code: quinn::TransportErrorCode) -> ConnectionError {
+        ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: code,
+            frame_type: None,
+            reason: Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn only_certificate_alerts_are_refusals() {
+        let crypto = quinn::TransportErrorCode::crypto;
+        assert_eq!(refused_alert(crypto(48)), Some(AlertDescription::UnknownCA));
+        assert_eq!(
+            refused_alert(crypto(116)),
+            Some(AlertDescription::CertificateRequired)
+        );
+        // no_application_protocol: not a Pulsing peer, not a question of secrets.
+        assert_eq!(refused_alert(crypto(120)), None);
+        assert_eq!(
+            refused_alert(quinn::TransportErrorCode::CONNECTION_REFUSED),
+            None
+        );
+    }
+
+    #[test]
+    fn a_peer_refusing_the_certificate_is_unauthorized_naming_it() {
+        let net = Net::new(QuicConfig::default()).unwrap();
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let refused = closed_by_peer(quinn::TransportErrorCode::crypto(116));
+        let e = net.refusal(addr, &refused).expect("a refusal");
+        assert!(matches!(e, PulsingError::Unauthorized(_)), "{e:?}");
+        assert!(e.to_string().contains("127.0.0.1:7001"), "{e}");
+        assert!(e.to_string().contains("no cluster secret"), "{e}");
+        let refused_streams = closed_by_peer(quinn::TransportErrorCode::CONNECTION_REFUSED);
+        assert!(net.refusal(addr, &refused_streams).is_none());
+        assert!(net.refusal(addr, &ConnectionError::TimedOut).is_none());
+    }
+
+    #[test]
+    fn a_link_read_ended_by_a_refusal_reads_as_a_tls_alert() {
+        let lost = ReadError::ConnectionLost(closed_by_peer(quinn::TransportErrorCode::crypto(42)));
+        let e = as_tls_refusal(io::Error::from(lost));
+        let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+        assert_eq!(
+            inner,
+            Some(&rustls::Error::AlertReceived(
+                AlertDescription::BadCertificate
+            ))
+        );
+        // What the link layer then reports.
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let reported = pulsing_transport_http::security::handshake_error(addr, &e);
+        assert!(
+            matches!(reported, PulsingError::Unauthorized(_)),
+            "{reported:?}"
+        );
+
+        let other = as_tls_refusal(io::Error::from(ReadError::ConnectionLost(
+            ConnectionError::TimedOut,
+        )));
+        assert!(other
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_none());
     }
 }

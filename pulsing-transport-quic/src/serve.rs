@@ -1,6 +1,10 @@
-//! The serving side of QUIC: accepts connections (ALPN `pulsing/1` only), then streams; a stream
-//! starting with the link preface is served as a link, one starting with the gossip preface as a
-//! gossip exchange, anything else is refused.
+//! The serving side of QUIC: accepts connections (ALPN `pulsing/1` only; with a cluster secret,
+//! only peers with a certificate from the cluster CA), then streams; a stream starting with the
+//! link preface is served as a link, one starting with the gossip preface as a gossip exchange,
+//! anything else is refused. Handshakes in progress and connections are bounded
+//! ([`QuicConfig::max_handshakes`](crate::QuicConfig::max_handshakes),
+//! [`QuicConfig::max_connections`](crate::QuicConfig::max_connections)): attempts over either
+//! bound are refused at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +14,7 @@ use pulsing_transport_http::codec::link::LINK_PREFACE;
 use pulsing_transport_http::link::{serve_link, LinkReader, LinkWriter};
 use quinn::VarInt;
 use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +29,8 @@ pub(crate) async fn accept_loop(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let handshakes = Arc::new(Semaphore::new(net.config.max_handshakes.max(1)));
+    let connections = Arc::new(Semaphore::new(net.config.max_connections.max(1)));
     loop {
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -32,8 +39,24 @@ pub(crate) async fn accept_loop(
                 None => return,
             },
         };
+        let permits = connections
+            .clone()
+            .try_acquire_owned()
+            .and_then(|c| Ok((c, handshakes.clone().try_acquire_owned()?)));
+        let Ok((connection, handshake)) = permits else {
+            tracing::debug!(
+                peer = %incoming.remote_address(),
+                "too many QUIC handshakes or connections; refused"
+            );
+            incoming.refuse();
+            continue;
+        };
         tasks.spawn(serve_connection(
             incoming,
+            Permits {
+                _connection: connection,
+                handshake,
+            },
             net.clone(),
             handler.clone(),
             shutdown.clone(),
@@ -42,17 +65,32 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// A served connection's places: one among the connections for its life, one among the handshakes
+/// until its handshake ends.
+struct Permits {
+    _connection: OwnedSemaphorePermit,
+    handshake: OwnedSemaphorePermit,
+}
+
 async fn serve_connection(
     incoming: quinn::Incoming,
+    permits: Permits,
     net: Arc<Net>,
     handler: Arc<dyn InboundHandler>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
     let peer = incoming.remote_address();
-    let conn = match tokio::time::timeout(net.config.handshake_timeout * 3, incoming).await {
+    let Permits {
+        _connection: _held,
+        handshake,
+    } = permits;
+    let handshook = tokio::time::timeout(net.config.handshake_timeout * 3, incoming).await;
+    drop(handshake);
+    let conn = match handshook {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
+            // With a cluster secret this is also a peer without a certificate from its CA.
             tracing::debug!(%peer, error = %e, "QUIC handshake refused or failed");
             return;
         }
@@ -67,6 +105,18 @@ async fn serve_connection(
         .and_then(|d| d.protocol);
     if alpn.as_deref() != Some(ALPN) {
         conn.close(VarInt::from_u32(1), b"ALPN pulsing/1 required");
+        return;
+    }
+    if !net.is_node(&conn) {
+        // A client certificate of the cluster's CA: for HTTP calls, not links or gossip.
+        handler.bad_link(
+            peer,
+            "a QUIC connection without a node certificate from the cluster CA",
+        );
+        conn.close(
+            VarInt::from_u32(2),
+            b"a node certificate from the cluster CA required",
+        );
         return;
     }
     loop {

@@ -1,10 +1,11 @@
-//! TLS for QUIC: a self-signed certificate per node and a verifier that accepts any peer
-//! certificate (encrypted, **not authenticated**), behind [`Tls`] so a cluster secret can replace
-//! both with a cluster CA and mutual authentication without reshaping the transport.
+//! TLS for QUIC, behind [`Tls`]: by default a self-signed certificate per node and a verifier that
+//! accepts any peer certificate (encrypted, **not authenticated**); with a cluster secret
+//! ([`ClusterTls`]) a certificate from the cluster CA and mutual authentication against it.
 
 use std::sync::Arc;
 
-use pulsing_core::PulsingError;
+use pulsing_core::{PulsingError, Security};
+use pulsing_transport_http::security::{Identity, ALPN_LINK};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -14,14 +15,17 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 /// fails.
 pub const ALPN: &[u8] = b"pulsing/1";
 
-/// The server name every node presents and expects (node certificates are not tied to addresses).
-pub(crate) const SERVER_NAME: &str = "pulsing";
+/// The server name every node presents and expects (node certificates are not tied to addresses):
+/// the one the cluster CA's node certificates carry.
+pub(crate) const SERVER_NAME: &str = pulsing_transport_http::security::SERVER_NAME;
 
 /// The TLS side of a QUIC transport: what a node presents and how it checks its peers.
 ///
 /// [`Tls::self_signed`] (the default) makes a fresh self-signed certificate and accepts any peer's:
 /// traffic is encrypted, but a node does not know who it talks to. [`Tls::custom`] takes rustls
-/// configurations built elsewhere (e.g. from a cluster CA, with client authentication).
+/// configurations built elsewhere (e.g. from a CA of the deployment's own). A cluster secret on the
+/// system builder needs neither: the transport then makes its TLS from the cluster CA itself
+/// (`docs/security.md`), and a [`QuicConfig::tls`](crate::QuicConfig::tls) set too is refused.
 #[derive(Clone)]
 pub struct Tls {
     pub(crate) server: Arc<rustls::ServerConfig>,
@@ -85,6 +89,35 @@ impl Tls {
             server: Arc::new(server),
             client: Arc::new(client),
         }
+    }
+}
+
+/// What a QUIC transport with a cluster secret uses (`docs/security.md`): QUIC TLS from this node's
+/// [`Identity`] (a peer must present a certificate from an accepted cluster CA, both ways), and the
+/// client side of the TLS that the TCP sentinel speaks to the peer's TCP door ([`ALPN_LINK`]).
+pub(crate) struct ClusterTls {
+    pub(crate) quic: Tls,
+    pub(crate) sentinel: Arc<rustls::ClientConfig>,
+    /// For telling a node's certificate from a client certificate of the same CA.
+    pub(crate) identity: Identity,
+}
+
+impl ClusterTls {
+    /// This node's certificate from the first secret's CA, every secret's CA accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`PulsingError::Config`] without a secret or if a certificate cannot be made.
+    pub(crate) fn new(security: &Security) -> Result<ClusterTls, PulsingError> {
+        // Node certificates are checked by the CA and the name `pulsing`, not by address: no IPs.
+        let identity = Identity::new(security, &[])?;
+        let server = identity.server_config(&[ALPN], true)?;
+        let client = identity.client_config(&[ALPN])?;
+        Ok(ClusterTls {
+            quic: Tls::custom(server, client),
+            sentinel: Arc::new(identity.client_config(&[ALPN_LINK])?),
+            identity,
+        })
     }
 }
 

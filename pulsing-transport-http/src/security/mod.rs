@@ -86,7 +86,7 @@ impl ClusterCa {
             &rcgen::PKCS_ED25519,
         )
         .map_err(|e| tls_error("the CA key", e))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &key.public_key_raw());
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key_raw());
         let id: String = digest.as_ref()[..4]
             .iter()
             .map(|b| format!("{b:02x}"))
