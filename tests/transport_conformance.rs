@@ -112,6 +112,22 @@ conformance_suite!(quic, |max_message_size| {
     )
 });
 
+// The QUIC transport with a cluster secret: mutual TLS from the cluster CA on QUIC and on its TCP
+// door.
+#[cfg(feature = "quic")]
+conformance_suite!(quic_tls, |max_message_size| {
+    use pulsing::Transport as _;
+    let transport = pulsing::quic::QuicTransport::new(
+        pulsing::quic::QuicConfig::default()
+            .http(pulsing::http::HttpConfig::default().max_message_size(max_message_size)),
+    )
+    .expect("a QUIC transport");
+    transport
+        .secure(&crate::conformance::secured())
+        .expect("a secured QUIC transport");
+    std::sync::Arc::new(transport)
+});
+
 // --- 1. single replies ----------------------------------------------------------------------------
 
 /// An ask returns the actor's reply: type and payload intact, from empty to 1 MiB, any bytes.
