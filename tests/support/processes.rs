@@ -329,3 +329,222 @@ pub async fn relay(via: &ActorRef, name: &str) -> Result<SocketAddr, PulsingErro
     let answered_by = std::str::from_utf8(&answered_by).expect("utf8");
     Ok(answered_by.parse().expect("an address"))
 }
+
+/// How the environment of a child differs from the test's: `(name, Some(value))` sets a variable,
+/// `(name, None)` removes it (e.g. `("PULSING_SECRET", None)`).
+pub type EnvChanges<'a> = &'a [(&'a str, Option<&'a str>)];
+
+fn apply_env(command: &mut Command, env: EnvChanges<'_>) {
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+}
+
+/// The arguments [`cluster_node_with`] passes to `cluster_node`.
+fn cluster_node_args(
+    transport: &str,
+    name: &str,
+    seed: Option<SocketAddr>,
+    flags: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--addr",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--transport",
+        transport,
+    ]
+    .map(String::from)
+    .into();
+    if let Some(seed) = seed {
+        args.extend(["--seeds".to_owned(), seed.to_string()]);
+    }
+    args.extend(flags.iter().map(|f| (*f).to_owned()));
+    args
+}
+
+impl NodeProcess {
+    /// [`NodeProcess::start`] for a prepared `command` (e.g. one with environment variables set):
+    /// its stdin and stdout are piped (stderr goes to the test's stderr), and it must print
+    /// `ready <addr>` within [`READY_BOUND`].
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be spawned, exits, or says nothing in time; the process is killed then.
+    pub fn spawn(mut command: Command, label: &str) -> Result<NodeProcess, String> {
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("{label}: spawn {:?}: {e}", command.get_program()))?;
+        NodeProcess::await_ready(child, label)
+    }
+
+    /// Takes over a child whose stdin and stdout are piped and waits for its `ready` line.
+    fn await_ready(mut child: Child, label: &str) -> Result<NodeProcess, String> {
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut node = NodeProcess {
+            child,
+            stdin,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            label: label.to_owned(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let reader_label = node.label.clone();
+        // Reads to the end, so the node never blocks on a full pipe; reports the first `ready`.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match line.strip_prefix("ready ") {
+                    Some(addr) if tx.is_some() => {
+                        let parsed = addr
+                            .trim()
+                            .parse::<SocketAddr>()
+                            .map_err(|e| format!("{reader_label}: ready line {line:?}: {e}"));
+                        let _ = tx.take().map(|tx| tx.send(parsed));
+                    }
+                    _ => eprintln!("[{reader_label}] unexpected stdout line: {line}"),
+                }
+            }
+        });
+        match rx.recv_timeout(READY_BOUND) {
+            Ok(Ok(addr)) => {
+                node.addr = addr;
+                Ok(node)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("{label}: no ready line within {READY_BOUND:?}"))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = node
+                    .child
+                    .wait()
+                    .map_or("unknown".into(), |s| s.to_string());
+                Err(format!("{label}: exited before ready ({status})"))
+            }
+        }
+    }
+}
+
+/// [`cluster_node_with`], with `env` applied to the process's environment (e.g.
+/// `[("PULSING_SECRET", Some("s"))]`).
+///
+/// # Panics
+///
+/// If the process does not start or print `ready` in time.
+pub fn cluster_node_env(
+    transport: &str,
+    name: &str,
+    seed: Option<SocketAddr>,
+    flags: &[&str],
+    env: EnvChanges<'_>,
+) -> NodeProcess {
+    let mut command = Command::new(example("cluster_node"));
+    command.args(cluster_node_args(transport, name, seed, flags));
+    apply_env(&mut command, env);
+    NodeProcess::spawn(command, name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// How a process that was run to its end went (see [`run_to_exit`]).
+#[derive(Debug)]
+pub struct Exited {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote on stdout.
+    pub stdout: String,
+    /// Everything it wrote on stderr.
+    pub stderr: String,
+    /// From spawn to exit.
+    pub took: Duration,
+}
+
+/// Runs `command` (stdin piped and held open, so a node that does start keeps serving instead of
+/// leaving; stdout and stderr captured) and waits at most `within` for it to exit by itself: for a
+/// process that is expected to fail. Blocking; call it from a plain or blocking thread.
+///
+/// # Errors
+///
+/// If it cannot be spawned, or is still running after `within` (it is killed then, and the message
+/// holds what it printed).
+pub fn run_to_exit(mut command: Command, label: &str, within: Duration) -> Result<Exited, String> {
+    let start = Instant::now();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{label}: spawn {:?}: {e}", command.get_program()))?;
+    let stdin = child.stdin.take();
+    let read_all = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let mut bytes = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut pipe, &mut bytes);
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            text
+        })
+    };
+    let stdout = read_all(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read_all(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if start.elapsed() < within => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("still running after {within:?} (killed)"));
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("wait: {e}"));
+            }
+        }
+    };
+    let took = start.elapsed();
+    drop(stdin);
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Ok(status) => Ok(Exited {
+            status,
+            stdout,
+            stderr,
+            took,
+        }),
+        Err(e) => Err(format!(
+            "{label}: {e}; stdout: {stdout:?}; stderr: {stderr:?}"
+        )),
+    }
+}
+
+/// Runs a `cluster_node` (as [`cluster_node_with`] would start it, with `env` applied) that is
+/// expected to exit by itself, e.g. because its join is refused; see [`run_to_exit`].
+///
+/// # Errors
+///
+/// As [`run_to_exit`].
+pub fn cluster_node_exit(
+    transport: &str,
+    name: &str,
+    seed: Option<SocketAddr>,
+    flags: &[&str],
+    env: EnvChanges<'_>,
+    within: Duration,
+) -> Result<Exited, String> {
+    let mut command = Command::new(example("cluster_node"));
+    command.args(cluster_node_args(transport, name, seed, flags));
+    apply_env(&mut command, env);
+    run_to_exit(command, name, within)
+}
