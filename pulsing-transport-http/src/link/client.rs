@@ -23,16 +23,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{LinkWriter, Outbox, Refused, Write};
+use super::tcp::TcpDial;
 use super::{
     envelope_size, frame_size, item_cost, too_large, GONE_CHECK_TIMEOUT, STREAM_ITEMS,
     STREAM_WINDOW,
 };
-use crate::client::{connect_tcp, maybe_delivered, not_sent};
+use crate::client::{maybe_delivered, not_sent};
 use crate::codec::link::{self as frames, LinkDecoder, LinkFrame};
 use crate::codec::{Envelope, WireError};
 use crate::config::HttpConfig;
 use crate::protocol;
-use crate::security::{handshake_error, is_tls_refusal, NodeTls, TlsSlot, TlsWriter};
+use crate::security::{handshake_error, is_tls_refusal, TlsSlot};
 
 /// Items of a streamed reply between the link's reader and the task feeding the consumer.
 enum StreamEvent {
@@ -170,36 +171,6 @@ pub type Dialing<'a> = Pin<
 pub trait Dial: Send + Sync + 'static {
     /// Opens a stream to `addr` by `by`.
     fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_>;
-}
-
-/// Links over TCP, bounded by `connect_timeout`, with `TCP_NODELAY`; over TLS (ALPN
-/// `pulsing-link/1`, bounded by `tls_handshake_timeout`) when the transport has a cluster secret.
-pub(crate) struct TcpDial {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) tls_handshake_timeout: Duration,
-    pub(crate) tls: TlsSlot,
-}
-
-impl Dial for TcpDial {
-    fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_> {
-        Box::pin(async move {
-            let stream = connect_tcp(addr, self.connect_timeout, by)
-                .await?
-                .ok_or_else(|| late(addr))?;
-            if let Some(tls) = self.tls.get() {
-                let bound = self.tls_handshake_timeout;
-                let io = NodeTls::connect(&tls.link, addr, stream, bound, by)
-                    .await?
-                    .ok_or_else(|| late(addr))?;
-                return Ok(TlsWriter::split(io));
-            }
-            let (rd, wr) = stream.into_split();
-            Ok((
-                Box::new(rd) as LinkReader,
-                Box::new(wr) as Box<dyn LinkWriter>,
-            ))
-        })
-    }
 }
 
 /// Removes a slot that got no link from the pool when dropped armed (its opening failed or was
@@ -564,7 +535,7 @@ impl Links {
 
 /// The link to `addr` could not be opened within the call's time (an ask's own timer usually ends
 /// the call first, as [`PulsingError::Timeout`]).
-fn late(addr: SocketAddr) -> PulsingError {
+pub(super) fn late(addr: SocketAddr) -> PulsingError {
     not_sent(addr, "the link could not be opened within the call's time")
 }
 

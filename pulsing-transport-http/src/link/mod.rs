@@ -11,6 +11,7 @@
 mod client;
 mod outbox;
 mod server;
+mod tcp;
 
 pub use client::{Dial, Dialing, LinkReader, Links};
 pub use outbox::LinkWriter;
