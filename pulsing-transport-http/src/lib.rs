@@ -13,6 +13,12 @@
 //!   small pool of connections per peer, spoken with the `h2` crate directly. A call is never
 //!   retried once its bytes may have left (see *Delivery and retries* below).
 //!
+//! - **With a cluster secret** ([`Transport::secure`], set by the system builder's `.secret(..)`):
+//!   the port speaks TLS only (rustls; ALPN `h2`, `http/1.1`, `pulsing-link/1`), links and gossip
+//!   are mutual TLS with node certificates from the cluster CA derived from the secret, HTTP
+//!   clients need a client certificate from that CA or an API token (`401 unauthorized`), and
+//!   plaintext gets `400` (`GET /health` excepted). See [`security`] and `docs/security.md`.
+//!
 //! The wire format is specified in `docs/protocol.md` (the one source of truth); [`codec`] encodes and
 //! decodes its msgpack bodies, stream frames and link frames without IO, and [`protocol`] holds its
 //! header names, status table and text bodies.
