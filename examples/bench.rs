@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- --scenario remote --transport http [--ops N]
 //!     [--runtime split|process|multi|current]
 //! cargo run --release --example bench --features quic -- --scenario remote --transport http,quic
+//!     [--secret S]
 //! ```
 //!
 //! `--scenario` also takes one part of `local` or `remote` (`local_ask`, `remote_tell`, ...).
@@ -12,6 +13,12 @@
 //! `--transport` (remote only; default `http`) takes `http`, `quic` (needs `--features quic`) or a
 //! comma-separated list: each transport runs every remote scenario in a block of its own, on fresh
 //! nodes, one block after the other; every line says its `"transport"`.
+//! `--secret S` (remote only) runs each transport's block twice: first as without it (plaintext),
+//! then again on fresh nodes both built with `.secret(S)` (mutual TLS on every link; with
+//! `--runtime process` the server process gets `--secret S` too). Every line then also says
+//! `"tls":false` or `"tls":true`; without `--secret` the lines have no `"tls"` field. The
+//! environment variable `PULSING_SECRET` must be unset with `--secret` (the plaintext block would
+//! pick it up); without `--secret` it applies to every block, as to any system.
 //!
 //! Scenarios:
 //! - `local`: `local_ask` (sequential asks to an echo actor in the same process: ops/s, p50, p99;
@@ -43,7 +50,18 @@
 //!   rounds). With `--runtime process` the server process serves the same transport. When both
 //!   `http` and `quic` ran, a last line `{"scenario":"compare","quic_vs_http":{..}}` gives QUIC's
 //!   figures over HTTP's: `remote_ask_p50` (below 1: QUIC is faster), `remote_ask_concurrent`,
-//!   `remote_tell` and `remote_stream` (rates: above 1, QUIC is faster).
+//!   `remote_tell` and `remote_stream` (rates: above 1, QUIC is faster). With `--secret`, one
+//!   such line for the plaintext blocks (`"tls":false`) and one for the TLS blocks (`"tls":true`).
+//! - `remote` with `--secret S`: the `tcp_floor` of a TLS block is still plain TCP (its
+//!   `vs_tcp_floor` includes the cost of TLS). After every block (and `compare`), a last line
+//!   `{"scenario":"compare_tls","http":{..},"quic":{..},"tls_http_ask_p50_vs_plain_http":..}` gives,
+//!   per transport, its TLS figures over its plaintext ones (`remote_ask_p50`: above 1, TLS is
+//!   slower; `remote_ask_concurrent`, `remote_tell`, `remote_stream`: below 1, TLS is slower), and,
+//!   per transport, `tls_<transport>_ask_p50_vs_plain_http`: its TLS `remote_ask` p50 over the
+//!   plaintext HTTP p50 of the same run (the targets on a 2-core machine: that ≤ 1.3; TLS
+//!   `remote_ask_concurrent` ≥ 0.7 × plaintext; TLS `remote_tell` ≥ 1,000,000 msgs/s). A block that
+//!   fails (e.g. a transport that cannot use a secret) prints its error on standard error; the other
+//!   blocks and the comparisons still run, and the bench exits with status 1.
 //!
 //! Latencies are measured per operation with `Instant::now()` around each ask (the two clock reads,
 //! ~40 ns, are included in the figures). The first 10% of operations are a warm-up and not counted.
@@ -78,6 +96,7 @@ struct Args {
     ops: usize,
     runtime: Option<String>,
     transport: String,
+    secret: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -86,6 +105,7 @@ fn parse_args() -> Args {
         ops: 0,
         runtime: None,
         transport: "http".into(),
+        secret: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -95,10 +115,11 @@ fn parse_args() -> Args {
             "--ops" => args.ops = val().parse().expect("--ops takes a number"),
             "--runtime" => args.runtime = Some(val()),
             "--transport" => args.transport = val(),
+            "--secret" => args.secret = Some(val()),
             "-h" | "--help" => {
                 eprintln!(
                     "usage: bench --scenario local|remote|<one of their parts> \
-                     [--transport http|quic|http,quic] [--ops N] \
+                     [--transport http|quic|http,quic] [--secret S] [--ops N] \
                      [--runtime multi|current|split|process]; see the doc comment of \
                      examples/bench.rs"
                 );
@@ -196,8 +217,18 @@ fn main() {
             std::process::exit(2);
         });
         let runtime = args.runtime.as_deref().unwrap_or("split");
-        remote::main(&args.scenario, args.ops, runtime, &transports);
+        remote::main(
+            &args.scenario,
+            args.ops,
+            runtime,
+            &transports,
+            args.secret.as_deref(),
+        );
         return;
+    }
+    if args.secret.is_some() {
+        eprintln!("bench: --secret is for the remote scenarios");
+        std::process::exit(2);
     }
     let runtime = args.runtime.unwrap_or_else(|| "multi".into());
     let rt = match runtime.as_str() {

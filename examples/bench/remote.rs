@@ -1,7 +1,10 @@
 //! The `remote` scenarios of the bench: two systems over one transport (HTTP, or QUIC with the
 //! `quic` feature; in one process, or in two with `--runtime process`), and the `tcp_floor` they
 //! are measured against. Several transports run one after another, each its own block of every
-//! scenario with fresh nodes; after the blocks, `compare` gives QUIC's figures over HTTP's.
+//! scenario with fresh nodes; with `--secret`, each transport's plaintext block is followed by a
+//! TLS block (both nodes built with the secret). After the blocks, `compare` gives QUIC's figures
+//! over HTTP's, and with `--secret`, `compare_tls` each transport's TLS figures over its plaintext
+//! ones.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,6 +24,9 @@ static RUNTIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 fn rt_name() -> &'static str {
     RUNTIME.get().map_or("split", String::as_str)
 }
+
+/// The `--secret` of this run, which the nodes of its TLS blocks are built with.
+static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Asks in flight for `remote_ask_concurrent`.
 const IN_FLIGHT: usize = 64;
@@ -91,18 +97,49 @@ pub(crate) fn parse_transports(list: &str) -> Result<Vec<Kind>, String> {
     Ok(kinds)
 }
 
-/// The `"transport":..,"runtime":..` fields of every line of one transport's block.
-#[derive(Clone, Copy)]
-struct Tag(Kind);
+/// One block of the run: every scenario over one transport, on fresh nodes, with or without the
+/// secret. Displays as the fields every line of the block carries: `"transport":..,"runtime":..`,
+/// and `"tls":..` when the run has a `--secret`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Block {
+    kind: Kind,
+    /// `None`: the run has no `--secret` (no `"tls"` field); `Some(true)`: the nodes use it.
+    tls: Option<bool>,
+}
 
-impl fmt::Display for Tag {
+impl Block {
+    /// The secret this block's nodes are built with, if any.
+    fn secret(self) -> Option<&'static str> {
+        if self.tls == Some(true) {
+            SECRET.get().map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// For messages: `http`, `http with TLS`.
+    fn describe(self) -> String {
+        let tls = if self.tls == Some(true) {
+            " with TLS"
+        } else {
+            ""
+        };
+        format!("{}{tls}", self.kind.name())
+    }
+}
+
+impl fmt::Display for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "\"transport\":\"{}\",\"runtime\":\"{}\"",
-            self.0.name(),
+            self.kind.name(),
             rt_name()
-        )
+        )?;
+        match self.tls {
+            Some(tls) => write!(f, ",\"tls\":{tls}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -153,9 +190,10 @@ impl pulsing::Actor for Streamer {
     }
 }
 
-/// A node on `kind`; `PULSING_BENCH_CONNECTIONS=n` sets the client's HTTP/2 connections per peer
-/// (for QUIC, those of its TCP door).
-async fn node(kind: Kind) -> ActorSystem {
+/// A node on `block`'s transport, with its secret if it has one; `PULSING_BENCH_CONNECTIONS=n` sets
+/// the client's HTTP/2 connections per peer (for QUIC, those of its TCP door).
+async fn node(block: Block) -> ActorSystem {
+    let kind = block.kind;
     let mut config = HttpConfig::default();
     if let Some(n) = std::env::var("PULSING_BENCH_CONNECTIONS")
         .ok()
@@ -173,8 +211,12 @@ async fn node(kind: Kind) -> ActorSystem {
             QuicTransport::new(QuicConfig::default().http(config)).expect("the QUIC transport"),
         ),
     };
+    let builder = match block.secret() {
+        Some(secret) => builder.secret(secret),
+        None => builder,
+    };
     builder.build().await.unwrap_or_else(|e| {
-        panic!("a system with the {} transport: {e}", kind.name());
+        panic!("a system on {}: {e}", block.describe());
     })
 }
 
@@ -182,7 +224,7 @@ async fn node(kind: Kind) -> ActorSystem {
 /// Returns the p50, µs.
 fn report(
     scenario: &str,
-    tag: Tag,
+    block: Block,
     ops: usize,
     total: Duration,
     lat: &mut [Duration],
@@ -191,7 +233,7 @@ fn report(
     lat.sort_unstable();
     let p50 = percentile(lat, 0.50);
     println!(
-        "{{\"scenario\":\"{scenario}\",{tag},\"ops\":{ops},\"ops_per_s\":{:.0},\"p50_us\":{p50:.3},\"p99_us\":{:.3}{extra}}}",
+        "{{\"scenario\":\"{scenario}\",{block},\"ops\":{ops},\"ops_per_s\":{:.0},\"p50_us\":{p50:.3},\"p99_us\":{:.3}{extra}}}",
         ops as f64 / total.as_secs_f64(),
         percentile(lat, 0.99),
     );
@@ -230,9 +272,9 @@ impl Sequential {
 
     /// Prints the line, with ops/s over the sum of the kept latencies (one operation at a time).
     /// Returns the p50, µs.
-    fn report(mut self, scenario: &str, tag: Tag, extra: &str) -> f64 {
+    fn report(mut self, scenario: &str, block: Block, extra: &str) -> f64 {
         let total = self.lat.iter().sum();
-        report(scenario, tag, self.lat.len(), total, &mut self.lat, extra)
+        report(scenario, block, self.lat.len(), total, &mut self.lat, extra)
     }
 }
 
@@ -242,7 +284,7 @@ impl Sequential {
 /// to the next. Both time each operation alike; `remote_ask` also prints `vs_tcp_floor`, its p50 over
 /// the floor's. Returns `remote_ask`'s p50 (µs), if it ran.
 async fn sequential(
-    tag: Tag,
+    block: Block,
     echo: &ActorRef,
     floor_at: SocketAddr,
     ops: usize,
@@ -276,15 +318,15 @@ async fn sequential(
         frames.request.len(),
         frames.reply.len()
     );
-    f.report("tcp_floor", tag, &extra);
+    f.report("tcp_floor", block, &extra);
     ask.then(|| {
         let extra = format!(",\"vs_tcp_floor\":{:.2}", a.p50() / floor_p50);
-        a.report("remote_ask", tag, &extra)
+        a.report("remote_ask", block, &extra)
     })
 }
 
 /// Returns the asks per second.
-async fn ask_concurrent(tag: Tag, echo: &ActorRef, ops: usize) -> f64 {
+async fn ask_concurrent(block: Block, echo: &ActorRef, ops: usize) -> f64 {
     let per_task = ops.div_ceil(IN_FLIGHT);
     let ops = per_task * IN_FLIGHT;
     // Warm up every pooled connection first.
@@ -328,7 +370,7 @@ async fn ask_concurrent(tag: Tag, echo: &ActorRef, ops: usize) -> f64 {
         lat.extend(t.await.expect("ask task"));
     }
     let elapsed = start.elapsed();
-    report("remote_ask_concurrent", tag, ops, elapsed, &mut lat, "");
+    report("remote_ask_concurrent", block, ops, elapsed, &mut lat, "");
     ops as f64 / elapsed.as_secs_f64()
 }
 
@@ -349,7 +391,7 @@ async fn sink_count(sink: &ActorRef) -> u64 {
 /// for the count. The time runs from the first tell to the count that shows the last one handled.
 /// `lost` is the sent tells the sink did not handle, and at least the tells that returned an error.
 /// Returns the tells per second.
-async fn tell(tag: Tag, sink: &ActorRef, ops: usize) -> f64 {
+async fn tell(block: Block, sink: &ActorRef, ops: usize) -> f64 {
     let before = sink_count(sink).await;
     let payload = bytes::Bytes::from_static(b"0123456789abcdef0123456789abcdef");
     let mut errors = std::collections::BTreeMap::<&'static str, u64>::new();
@@ -381,7 +423,7 @@ async fn tell(tag: Tag, sink: &ActorRef, ops: usize) -> f64 {
     let lost = sent.saturating_sub(handled).max(failed);
     let rate = sent as f64 / elapsed.as_secs_f64();
     println!(
-        "{{\"scenario\":\"remote_tell\",{tag},\"ops\":{sent},\"ops_per_s\":{rate:.0},\"handled\":{handled},\"errors\":{failed},\"lost\":{lost},\"stopped_early\":{stopped_early}}}",
+        "{{\"scenario\":\"remote_tell\",{block},\"ops\":{sent},\"ops_per_s\":{rate:.0},\"handled\":{handled},\"errors\":{failed},\"lost\":{lost},\"stopped_early\":{stopped_early}}}",
     );
     rate
 }
@@ -414,7 +456,7 @@ async fn handled_since(sink: &ActorRef, before: u64, sent: u64) -> u64 {
 }
 
 /// Returns the items per second.
-async fn stream(tag: Tag, streamer: &ActorRef, items: usize) -> f64 {
+async fn stream(block: Block, streamer: &ActorRef, items: usize) -> f64 {
     let start = Instant::now();
     let mut s = streamer
         .ask_stream(Message::single("stream", items.to_string()))
@@ -429,7 +471,7 @@ async fn stream(tag: Tag, streamer: &ActorRef, items: usize) -> f64 {
     assert_eq!(n, items, "every item arrives");
     let rate = items as f64 / elapsed.as_secs_f64();
     println!(
-        "{{\"scenario\":\"remote_stream\",{tag},\"items\":{items},\"items_per_s\":{rate:.0}}}"
+        "{{\"scenario\":\"remote_stream\",{block},\"items\":{items},\"items_per_s\":{rate:.0}}}"
     );
     rate
 }
@@ -455,9 +497,9 @@ async fn serve(server: &ActorSystem) -> Served {
     }
 }
 
-/// Runs the scenarios of `which` against `served`, on `tag`'s transport.
+/// Runs the scenarios of `which` against `served`, in `block`.
 async fn run_client(
-    tag: Tag,
+    block: Block,
     client: &ActorSystem,
     served: Served,
     which: &str,
@@ -470,16 +512,16 @@ async fn run_client(
     let ask = all || which == "remote_ask";
     let mut figures = Figures::default();
     if ask || which == "tcp_floor" {
-        figures.ask_p50 = sequential(tag, &echo, served.floor, pick(50_000), ask).await;
+        figures.ask_p50 = sequential(block, &echo, served.floor, pick(50_000), ask).await;
     }
     if all || which == "remote_ask_concurrent" {
-        figures.ask_concurrent = Some(ask_concurrent(tag, &echo, pick(300_000)).await);
+        figures.ask_concurrent = Some(ask_concurrent(block, &echo, pick(300_000)).await);
     }
     if all || which == "remote_tell" {
-        figures.tell = Some(tell(tag, &sink, pick(1_000_000)).await);
+        figures.tell = Some(tell(block, &sink, pick(1_000_000)).await);
     }
     if all || which == "remote_stream" {
-        figures.stream = Some(stream(tag, &streamer, pick(500_000)).await);
+        figures.stream = Some(stream(block, &streamer, pick(500_000)).await);
     }
     figures
 }
@@ -499,43 +541,88 @@ fn runtime(kind: &str) -> tokio::runtime::Runtime {
 /// Runs `which` (`remote` for all: `tcp_floor`, `remote_ask`, `remote_ask_concurrent`,
 /// `remote_tell`, `remote_stream`; `remote_ask` runs `tcp_floor` first) with `ops` operations (0:
 /// the defaults), once per transport of `transports`, in that order, each block on fresh nodes
-/// (and, with `--runtime process`, a fresh server process serving that transport). With both HTTP
-/// and QUIC, then prints `compare`.
+/// (and, with `--runtime process`, a fresh server process serving that transport). With `secret`,
+/// each transport's block runs twice: plaintext, then with both nodes built with the secret. With
+/// both HTTP and QUIC, then prints `compare` (with `secret`: once for the plaintext blocks, once for
+/// the TLS ones); with `secret`, then `compare_tls`. A block that panics is reported on standard
+/// error and skipped; the process then exits with status 1 after the comparisons.
+///
+/// `which == "__serve"` is the server process of `--runtime process` (one transport; `secret`:
+/// serve with it).
 ///
 /// `runtime`: `split` (default) gives each system its own single-threaded Tokio runtime on its own OS
 /// thread, as two nodes on two cores would run; `multi` and `current` run both systems on one shared
 /// runtime of that kind.
-pub(crate) fn main(which: &str, ops: usize, runtime_kind: &str, transports: &[Kind]) {
+pub(crate) fn main(
+    which: &str,
+    ops: usize,
+    runtime_kind: &str,
+    transports: &[Kind],
+    secret: Option<&str>,
+) {
     let _ = RUNTIME.set(runtime_kind.to_owned());
+    if let Some(secret) = secret {
+        let _ = SECRET.set(secret.to_owned());
+    }
     if which == "__serve" {
         let [kind] = transports else {
             panic!("the server process serves one transport, not {transports:?}");
         };
-        return serve_process(*kind);
+        return serve_process(Block {
+            kind: *kind,
+            tls: Some(secret.is_some()),
+        });
     }
-    let blocks: Vec<(Kind, Figures)> = transports
-        .iter()
-        .map(|&kind| (kind, block(kind, which, ops, runtime_kind)))
-        .collect();
+    if secret.is_some() && std::env::var_os(pulsing::SECRET_ENV).is_some() {
+        eprintln!(
+            "bench: unset {} to run with --secret: the plaintext blocks would use it",
+            pulsing::SECRET_ENV
+        );
+        std::process::exit(2);
+    }
+    let modes: &[Option<bool>] = match secret {
+        Some(_) => &[Some(false), Some(true)],
+        None => &[None],
+    };
+    let mut blocks: Vec<(Block, Figures)> = Vec::new();
+    let mut failed = false;
+    for &kind in transports {
+        for &tls in modes {
+            let block = Block { kind, tls };
+            match std::panic::catch_unwind(|| run_block(block, which, ops, runtime_kind)) {
+                Ok(figures) => blocks.push((block, figures)),
+                Err(_) => {
+                    failed = true;
+                    eprintln!(
+                        "bench: the {} block failed (the panic above); the others go on",
+                        block.describe()
+                    );
+                }
+            }
+        }
+    }
     #[cfg(feature = "quic")]
-    compare(&blocks);
-    #[cfg(not(feature = "quic"))]
-    let _ = blocks;
+    for &tls in modes {
+        compare(&blocks, tls);
+    }
+    compare_tls(&blocks);
+    if failed {
+        std::process::exit(1);
+    }
 }
 
-/// One transport's block: every scenario of `which`, on two fresh nodes.
-fn block(kind: Kind, which: &str, ops: usize, runtime_kind: &str) -> Figures {
-    let tag = Tag(kind);
+/// One block: every scenario of `which`, on two fresh nodes.
+fn run_block(block: Block, which: &str, ops: usize, runtime_kind: &str) -> Figures {
     if runtime_kind == "process" {
-        return client_process(kind, which, ops);
+        return client_process(block, which, ops);
     }
     if runtime_kind != "split" {
         return runtime(runtime_kind).block_on(async {
-            let server = node(kind).await;
-            let client = node(kind).await;
+            let server = node(block).await;
+            let client = node(block).await;
             let served = serve(&server).await;
             let (c, w) = (client.clone(), which.to_owned());
-            let figures = tokio::spawn(async move { run_client(tag, &c, served, &w, ops).await })
+            let figures = tokio::spawn(async move { run_client(block, &c, served, &w, ops).await })
                 .await
                 .expect("bench task");
             client.shutdown().await;
@@ -547,7 +634,7 @@ fn block(kind: Kind, which: &str, ops: usize, runtime_kind: &str) -> Figures {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         runtime("current").block_on(async {
-            let server = node(kind).await;
+            let server = node(block).await;
             addr_tx
                 .send(serve(&server).await)
                 .expect("bench main thread waits");
@@ -557,8 +644,8 @@ fn block(kind: Kind, which: &str, ops: usize, runtime_kind: &str) -> Figures {
     });
     let served = addr_rx.recv().expect("server started");
     let figures = runtime("current").block_on(async {
-        let client = node(kind).await;
-        let figures = run_client(tag, &client, served, which, ops).await;
+        let client = node(block).await;
+        let figures = run_client(block, &client, served, which, ops).await;
         client.shutdown().await;
         figures
     });
@@ -567,40 +654,96 @@ fn block(kind: Kind, which: &str, ops: usize, runtime_kind: &str) -> Figures {
     figures
 }
 
-/// The `compare` line: each of QUIC's figures over HTTP's (for `remote_ask_p50`, below 1 is QUIC
-/// faster; for the rates, above 1), of the scenarios both blocks ran; nothing unless both ran.
+/// The figures of `block`, if it ran (and did not fail).
+fn figures_of(blocks: &[(Block, Figures)], block: Block) -> Option<Figures> {
+    blocks.iter().find(|(b, _)| *b == block).map(|(_, f)| *f)
+}
+
+/// `"remote_ask_p50":..,"remote_ask_concurrent":..,"remote_tell":..,"remote_stream":..`: each of
+/// `over`'s figures over `base`'s, of the scenarios both ran.
+fn ratios(base: Figures, over: Figures) -> String {
+    let ratios: Vec<String> = [
+        ("remote_ask_p50", base.ask_p50, over.ask_p50),
+        (
+            "remote_ask_concurrent",
+            base.ask_concurrent,
+            over.ask_concurrent,
+        ),
+        ("remote_tell", base.tell, over.tell),
+        ("remote_stream", base.stream, over.stream),
+    ]
+    .into_iter()
+    .filter_map(|(name, b, o)| Some(format!("\"{name}\":{:.2}", o? / b?)))
+    .collect();
+    ratios.join(",")
+}
+
+/// The `compare` line of the blocks with `tls`: each of QUIC's figures over HTTP's (for
+/// `remote_ask_p50`, below 1 is QUIC faster; for the rates, above 1), of the scenarios both blocks
+/// ran; nothing unless both ran.
 #[cfg(feature = "quic")]
-fn compare(blocks: &[(Kind, Figures)]) {
-    let of = |kind| blocks.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f);
+fn compare(blocks: &[(Block, Figures)], tls: Option<bool>) {
+    let of = |kind| figures_of(blocks, Block { kind, tls });
     let (Some(http), Some(quic)) = (of(Kind::Http), of(Kind::Quic)) else {
         return;
     };
-    let ratios: Vec<String> = [
-        ("remote_ask_p50", http.ask_p50, quic.ask_p50),
-        (
-            "remote_ask_concurrent",
-            http.ask_concurrent,
-            quic.ask_concurrent,
-        ),
-        ("remote_tell", http.tell, quic.tell),
-        ("remote_stream", http.stream, quic.stream),
-    ]
-    .into_iter()
-    .filter_map(|(name, h, q)| Some(format!("\"{name}\":{:.2}", q? / h?)))
-    .collect();
+    let tls = tls.map_or(String::new(), |tls| format!(",\"tls\":{tls}"));
     println!(
-        "{{\"scenario\":\"compare\",\"runtime\":\"{}\",\"quic_vs_http\":{{{}}}}}",
+        "{{\"scenario\":\"compare\",\"runtime\":\"{}\"{tls},\"quic_vs_http\":{{{}}}}}",
         rt_name(),
-        ratios.join(",")
+        ratios(http, quic)
     );
 }
 
-/// The server half of `--runtime process`: a node on `kind`, on a multi-thread runtime, in its
-/// own OS process; prints the node's address and then its [`floor`] address, one a line; serves
-/// until standard input closes.
-fn serve_process(kind: Kind) {
+/// The `compare_tls` line, if any TLS block ran: per transport with both blocks, its TLS figures
+/// over its plaintext ones (`"http":{..}`, as [`ratios`]); then per TLS block,
+/// `tls_<transport>_ask_p50_vs_plain_http`, its `remote_ask` p50 over the plaintext HTTP block's.
+fn compare_tls(blocks: &[(Block, Figures)]) {
+    let tls: Vec<(Kind, Figures)> = blocks
+        .iter()
+        .filter(|(b, _)| b.tls == Some(true))
+        .map(|(b, f)| (b.kind, *f))
+        .collect();
+    if tls.is_empty() {
+        return;
+    }
+    let plain = |kind| {
+        figures_of(
+            blocks,
+            Block {
+                kind,
+                tls: Some(false),
+            },
+        )
+    };
+    let mut fields = String::new();
+    for &(kind, figures) in &tls {
+        if let Some(p) = plain(kind) {
+            fields += &format!(",\"{}\":{{{}}}", kind.name(), ratios(p, figures));
+        }
+    }
+    let plain_http_p50 = plain(Kind::Http).and_then(|f| f.ask_p50);
+    for &(kind, figures) in &tls {
+        if let (Some(t), Some(h)) = (figures.ask_p50, plain_http_p50) {
+            fields += &format!(
+                ",\"tls_{}_ask_p50_vs_plain_http\":{:.2}",
+                kind.name(),
+                t / h
+            );
+        }
+    }
+    println!(
+        "{{\"scenario\":\"compare_tls\",\"runtime\":\"{}\"{fields}}}",
+        rt_name()
+    );
+}
+
+/// The server half of `--runtime process`: a node of `block` (its transport, and its secret if
+/// any), on a multi-thread runtime, in its own OS process; prints the node's address and then its
+/// [`floor`] address, one a line; serves until standard input closes.
+fn serve_process(block: Block) {
     runtime("multi").block_on(async {
-        let server = node(kind).await;
+        let server = node(block).await;
         let served = serve(&server).await;
         println!("{}", served.node);
         println!("{}", served.floor);
@@ -618,19 +761,24 @@ fn serve_process(kind: Kind) {
 }
 
 /// `--runtime process`: two OS processes, each with a multi-thread runtime, as two nodes run; the
-/// server process serves `kind` (`--transport` on its command line).
-fn client_process(kind: Kind, which: &str, ops: usize) -> Figures {
+/// server process serves `block` (`--transport`, and `--secret` for a TLS block, on its
+/// command line).
+fn client_process(block: Block, which: &str, ops: usize) -> Figures {
     use std::io::BufRead as _;
     let exe = std::env::current_exe().expect("own path");
-    let mut child = std::process::Command::new(exe)
-        .args([
-            "--scenario",
-            "__serve",
-            "--transport",
-            kind.name(),
-            "--runtime",
-            "multi",
-        ])
+    let mut child = std::process::Command::new(exe);
+    child.args([
+        "--scenario",
+        "__serve",
+        "--transport",
+        block.kind.name(),
+        "--runtime",
+        "multi",
+    ]);
+    if let Some(secret) = block.secret() {
+        child.args(["--secret", secret]);
+    }
+    let mut child = child
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -646,9 +794,9 @@ fn client_process(kind: Kind, which: &str, ops: usize) -> Figures {
         floor: addr(),
     };
     let figures = runtime("multi").block_on(async {
-        let client = node(kind).await;
+        let client = node(block).await;
         let (c, w) = (client.clone(), which.to_owned());
-        let figures = tokio::spawn(async move { run_client(Tag(kind), &c, served, &w, ops).await })
+        let figures = tokio::spawn(async move { run_client(block, &c, served, &w, ops).await })
             .await
             .expect("bench task");
         client.shutdown().await;

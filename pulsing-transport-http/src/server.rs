@@ -31,7 +31,7 @@ use crate::codec::link::LINK_PREFACE;
 use crate::config::HttpConfig;
 use crate::link;
 use crate::protocol::{self, Mode};
-use crate::security::{NodeTls, TlsWriter, ALPN_LINK};
+use crate::security::{buffered, NodeTls, TlsWriter, ALPN_LINK};
 
 /// HTTP/2 flow-control windows: large enough that a 64 KiB reply or a burst of small ones never waits
 /// for a window update on loopback or a LAN.
@@ -223,7 +223,7 @@ async fn serve_tls(
         return;
     };
     let bound = state.config.tls_handshake_timeout;
-    let io = match tokio::time::timeout(bound, tls.acceptor.accept(stream)).await {
+    let io = match tokio::time::timeout(bound, tls.acceptor.accept(buffered(stream))).await {
         Ok(Ok(io)) => io,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

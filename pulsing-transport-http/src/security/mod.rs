@@ -12,7 +12,7 @@
 
 mod io;
 
-pub(crate) use io::Io;
+pub(crate) use io::{buffered, Io};
 pub use io::{TlsIo, TlsWriter};
 
 use std::net::IpAddr;
@@ -472,7 +472,9 @@ impl NodeTls {
         let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
             .map_err(|e| tls_error("the server name", e))?;
         let by = tokio::time::Instant::now() + bound;
-        match tokio::time::timeout_at(by.min(deadline), connector.connect(name, stream)).await {
+        match tokio::time::timeout_at(by.min(deadline), connector.connect(name, buffered(stream)))
+            .await
+        {
             Ok(Ok(io)) => Ok(Some(tokio_rustls::TlsStream::Client(io))),
             Ok(Err(e)) => Err(handshake_error(addr, &e)),
             Err(_) if by <= deadline => Err(PulsingError::NodeUnreachable {
