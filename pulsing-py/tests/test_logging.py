@@ -217,3 +217,36 @@ def test_a_bad_rust_log_directive_is_reported_once_a_system_runs() -> None:
         and "pulsing_core[span]=trace" in message
         for name, level, message in records
     ), records
+
+
+EXPOSED_EVENT = "without a cluster secret"
+
+
+def is_exposed_warning(record: logging.LogRecord) -> bool:
+    return record.levelno == logging.WARNING and EXPOSED_EVENT in record.getMessage()
+
+
+@no_rust_log
+@pytest.mark.skipif(
+    bool(os.environ.get("PULSING_SECRET")),
+    reason="PULSING_SECRET is set in this process: every node has a secret",
+)
+def test_a_node_exposed_without_a_secret_warns_once_at_start() -> None:
+    """Bound to a non-loopback address without a secret, a node warns once that anyone who can
+    reach it can call and join it; with a secret, or on loopback, it does not."""
+
+    async def main() -> tuple[list[logging.LogRecord], list[logging.LogRecord]]:
+        with pulsing_logger(logging.WARNING) as handler:
+            async with await create_actor_system(SystemConfig.with_addr("0.0.0.0:0")):
+                first = await wait_for(handler, is_exposed_warning, 5)
+            secured = SystemConfig.with_addr("0.0.0.0:0").with_secret("exposed-test-secret")
+            async with await create_actor_system(secured):
+                await asyncio.sleep(0.3)
+            async with await create_actor_system(SystemConfig.with_addr("127.0.0.1:0")):
+                await asyncio.sleep(0.3)
+            return first, [r for r in handler.records if is_exposed_warning(r)]
+
+    first, every = asyncio.run(main())
+    assert first, f"no warning {EXPOSED_EVENT!r} within 5 s"
+    assert "PULSING_SECRET" in first[0].getMessage()
+    assert len(every) == 1, [r.getMessage() for r in every]
