@@ -108,57 +108,9 @@ impl NodeProcess {
     ///
     /// If it cannot be spawned, exits, or says nothing in time; the process is killed then.
     pub fn start(bin: &Path, label: &str, args: &[&str]) -> Result<NodeProcess, String> {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("{label}: spawn {}: {e}", bin.display()))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut node = NodeProcess {
-            child,
-            stdin,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            label: label.to_owned(),
-        };
-        let (tx, rx) = mpsc::channel();
-        let reader_label = node.label.clone();
-        // Reads to the end, so the node never blocks on a full pipe; reports the first `ready`.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match line.strip_prefix("ready ") {
-                    Some(addr) if tx.is_some() => {
-                        let parsed = addr
-                            .trim()
-                            .parse::<SocketAddr>()
-                            .map_err(|e| format!("{reader_label}: ready line {line:?}: {e}"));
-                        let _ = tx.take().map(|tx| tx.send(parsed));
-                    }
-                    _ => eprintln!("[{reader_label}] unexpected stdout line: {line}"),
-                }
-            }
-        });
-        match rx.recv_timeout(READY_BOUND) {
-            Ok(Ok(addr)) => {
-                node.addr = addr;
-                Ok(node)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(format!("{label}: no ready line within {READY_BOUND:?}"))
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = node
-                    .child
-                    .wait()
-                    .map_or("unknown".into(), |s| s.to_string());
-                Err(format!("{label}: exited before ready ({status})"))
-            }
-        }
+        let mut command = Command::new(bin);
+        command.args(args);
+        NodeProcess::spawn(command, label)
     }
 
     /// The process id.
