@@ -400,7 +400,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// What a failed TLS handshake with `addr` means for the caller, as an error to report.
+/// What a failed TLS handshake with `addr` means for the caller, as an error to report:
+/// [`PulsingError::Unauthorized`] when a certificate was refused (by either side) or the peer does
+/// not speak TLS, [`PulsingError::NodeUnreachable`] (not delivered) otherwise.
 pub fn handshake_error(addr: std::net::SocketAddr, e: &std::io::Error) -> PulsingError {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let why = match inner {
@@ -418,15 +420,19 @@ pub fn handshake_error(addr: std::net::SocketAddr, e: &std::io::Error) -> Pulsin
                  cluster needs the same one)"
             )
         }
-        _ if e.kind() == std::io::ErrorKind::UnexpectedEof
-            || e.kind() == std::io::ErrorKind::ConnectionReset =>
-        {
-            format!(
-                "the node at {addr} closed the connection during the TLS handshake: it refused \
-                 this node's identity, has no cluster secret, or is overloaded ({e})"
-            )
+        // Closed or failed before any certificate was judged: a node over its handshake limit, one
+        // shutting down, a plaintext node that hung up on our hello. Not a verdict on who we are,
+        // so the caller may try again (a join keeps asking its seeds).
+        _ => {
+            return PulsingError::NodeUnreachable {
+                addr: addr.to_string(),
+                reason: format!(
+                    "the TLS handshake failed before certificates were checked ({e}): the node \
+                     may be over its handshake limit, shutting down, or without a cluster secret"
+                ),
+                delivery: pulsing_core::Delivery::NotDelivered,
+            }
         }
-        _ => format!("TLS handshake with {addr} failed: {e}"),
     };
     PulsingError::Unauthorized(why)
 }

@@ -136,3 +136,24 @@ fn tokens_match_exactly() {
     let none = Identity::new(&security(&["alpha"], &[]), &[]).unwrap();
     assert!(!none.token_ok(b"Bearer "));
 }
+
+#[test]
+fn only_a_judged_identity_is_unauthorized() {
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let alert = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+    );
+    assert!(handshake_error(addr, &alert).is_unauthorized());
+    let bad_cert = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+    );
+    assert!(handshake_error(addr, &bad_cert).is_unauthorized());
+    // Hung up before any certificate was judged (over its handshake limit, shutting down): the
+    // caller may try again; a join keeps asking.
+    let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+    let e = handshake_error(addr, &eof);
+    assert_eq!(e.kind(), pulsing_core::ErrorKind::Unreachable, "{e}");
+    assert_eq!(e.delivery(), pulsing_core::Delivery::NotDelivered);
+}
