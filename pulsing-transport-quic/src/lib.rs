@@ -36,12 +36,13 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod config;
 mod net;
 mod sentinel;
 mod serve;
+mod socket;
 mod tls;
 
 use std::net::SocketAddr;
