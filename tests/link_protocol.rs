@@ -299,3 +299,50 @@ async fn garbage_on_a_link_closes_it_is_counted_and_the_node_keeps_serving() {
     })
     .await;
 }
+
+/// A peer that answers a link's hello, says `bye` at once and keeps the connection open (a node
+/// draining at shutdown): the first ask fails as not delivered, and the next call does not reuse
+/// that link but opens a new connection (to whatever serves the address next, e.g. the node
+/// restarted on the same port), instead of failing with "shutting down" until the old connection
+/// finally closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_bye_a_new_call_opens_a_new_link() {
+    use pulsing::http::codec::link::{put_bye, put_hello, LINK_PREFACE};
+    bounded(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut preface = [0u8; 16];
+                s.read_exact(&mut preface).await.unwrap();
+                assert_eq!(&preface, LINK_PREFACE);
+                let mut out = Vec::new();
+                put_hello(&mut out, Some(pulsing::NodeId(7)), Some(1 << 20));
+                put_bye(&mut out, 0);
+                s.write_all(&out).await.unwrap();
+                held.push(s); // open, never read again
+            }
+        });
+        let me = system(test_config(), Duration::from_secs(5)).await;
+        let r = me.remote_ref(addr, "echo").unwrap();
+        let e = r
+            .ask(pulsing::Message::single("ping", ""))
+            .await
+            .unwrap_err();
+        assert_eq!(e.delivery(), pulsing::Delivery::NotDelivered, "{e}");
+        let _ = r.ask(pulsing::Message::single("ping", "")).await;
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the second call opened a new link"
+        );
+        server.abort();
+        me.shutdown().await;
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ pub(crate) struct Link {
     closed: CancellationToken,
     /// Tells dropped unwritten when the peer said `bye` (dead letters, counted when the link ends).
     dropped: AtomicU64,
+    /// The peer said `bye`: the link only finishes what it had read; new calls open a new link
+    /// (to whatever serves the address next: a restarted node, or nothing).
+    said_bye: AtomicBool,
 }
 
 impl Link {
@@ -151,7 +154,7 @@ impl Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .filter(|l| !l.is_closed())
+            .filter(|l| !l.is_closed() && !l.said_bye.load(Ordering::Acquire))
     }
 }
 
@@ -403,6 +406,7 @@ impl Links {
             gone: Mutex::new(None),
             closed: CancellationToken::new(),
             dropped: AtomicU64::new(0),
+            said_bye: AtomicBool::new(false),
         });
         let tasks = LinkTasks {
             link: link.clone(),
@@ -646,6 +650,7 @@ fn dispatch(link: &Arc<Link>, frame: LinkFrame) -> Result<(), String> {
         LinkFrame::Pong => link.pong.notify_waiters(),
         LinkFrame::Bye { id: last } => {
             // No new call on this link; asks the peer never read fail now as not delivered.
+            link.said_bye.store(true, Ordering::Release);
             let lost = link.out.close(format!("{} is shutting down", link.addr));
             let unread: Vec<Waiter> = {
                 let mut pending = link.pending.lock().unwrap_or_else(|p| p.into_inner());
