@@ -209,6 +209,10 @@ impl Node {
         to: SocketAddr,
         reply: Result<Bytes, PulsingError>,
     ) {
+        if reply.is_ok() {
+            // It answers now: an earlier refusal from it is no reason to give up the join.
+            self.join_errors.remove(&to);
+        }
         match reply {
             Ok(body) if body.is_empty() => {}
             Ok(body) => {

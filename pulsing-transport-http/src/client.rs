@@ -400,7 +400,7 @@ impl Client {
         let stream = connect_tcp(addr, self.config.connect_timeout, budget.deadline)
             .await?
             .ok_or_else(|| budget.expired())?;
-        let stream: Box<dyn Io> = match self.tls.get() {
+        let stream: Box<dyn Io> = match self.tls.for_dial()? {
             Some(tls) => {
                 let bound = self.config.client_handshake_bound();
                 let io = NodeTls::connect(&tls.h2, addr, stream, bound, budget.deadline)

@@ -204,7 +204,7 @@ impl Transport for HttpTransport {
                 accepted = security.secrets().len(),
                 "cluster secret set: this node speaks TLS only and authenticates its peers"
             );
-            let _ = self.tls.set(Arc::new(tls));
+            self.tls.set(Arc::new(tls));
         }
         let bound = server::serve(
             addr,
@@ -212,7 +212,7 @@ impl Transport for HttpTransport {
             self.config.clone(),
             self.shutdown.clone(),
             self.connections.clone(),
-            self.tls.get().cloned(),
+            self.tls.current().cloned(),
         )
         .await?;
         let _ = self.bound.set(bound);
@@ -294,6 +294,7 @@ impl Transport for HttpTransport {
         }
         // Derives the CAs now, so a bad secret fails the build before anything is bound.
         security::Identity::new(security, &[])?;
+        self.tls.require();
         self.security.set(security.clone()).map_err(|_| {
             PulsingError::Config("this HttpTransport was already given a cluster secret".into())
         })

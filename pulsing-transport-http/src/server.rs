@@ -53,6 +53,11 @@ struct ServerState {
     connections: Arc<Semaphore>,
     /// TLS handshakes in progress (bounded by `max_handshakes`).
     handshakes: Semaphore,
+    /// Connections of callers without a node certificate (tokens, client certificates,
+    /// plaintext `/health`): a quarter of `max_connections`, so they cannot crowd out members.
+    strangers: Arc<Semaphore>,
+    /// Bytes of refused requests' bodies being read (and dropped) at once, in bytes.
+    refused_reads: Semaphore,
 }
 
 /// Who is on the other end of a connection, as far as calls are concerned.
@@ -104,6 +109,8 @@ pub(crate) async fn serve(
         handler,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         handshakes: Semaphore::new(config.max_handshakes),
+        strangers: Arc::new(Semaphore::new(config.max_connections.div_ceil(4))),
+        refused_reads: Semaphore::new(REFUSED_READS),
         config,
         node_header,
         tls,
@@ -183,7 +190,13 @@ async fn serve_connection(
         return match first_bytes(&stream, header_timeout).await {
             Opening::Tls => serve_tls(stream, peer, tls, &state, ctx, builder, shutdown).await,
             // Plaintext to a node with a secret: a link is closed, HTTP gets its refusal.
-            Opening::Http => serve_http(stream, ctx(Caller::Plaintext), builder, shutdown).await,
+            Opening::Http => {
+                let Ok(_stranger) = state.strangers.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many connections without a certificate; closing");
+                    return;
+                };
+                serve_http(stream, ctx(Caller::Plaintext), builder, shutdown).await
+            }
             Opening::Link => {
                 tracing::debug!(%peer, "plaintext link to a node with a secret; closing")
             }
@@ -244,6 +257,16 @@ async fn serve_tls(
         (true, _) => Caller::Member,
         (false, true) => Caller::Client,
         (false, false) => Caller::External,
+    };
+    let _stranger = match caller {
+        Caller::Member => None,
+        _ => match state.strangers.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                tracing::debug!(%peer, "too many connections without a node certificate; closing");
+                return;
+            }
+        },
     };
     let is_link = session.alpn_protocol() == Some(ALPN_LINK);
     let io = tokio_rustls::TlsStream::Server(io);
@@ -477,17 +500,25 @@ fn denied(ctx: &ConnCtx, req: &Request<Incoming>) -> Option<Refusal> {
 /// answer); a larger one is not read at all.
 const REFUSED_BODY_READ: u64 = 64 * 1024;
 
-/// Answers a refused caller: reads (and drops) a small announced body first, else nothing.
+/// Bytes of refused bodies read at once, over all connections: what callers without credentials
+/// can make the node hold.
+const REFUSED_READS: usize = 1024 * 1024;
+
+/// Answers a refused caller: reads (and drops) a small announced body first, within
+/// [`REFUSED_READS`] for all refused callers at once, else nothing.
 async fn refuse_unread(ctx: &ConnCtx, req: Request<Incoming>, r: Refusal) -> Refusal {
-    let small = match content_length(req.headers()) {
-        Some(n) => n <= REFUSED_BODY_READ,
+    let announced = match content_length(req.headers()) {
+        Some(n) if n <= REFUSED_BODY_READ => n as u32,
         // No length: HTTP/2 without one, or chunked; `end_stream` on the head means no body.
-        None => req.body().is_end_stream(),
+        None if req.body().is_end_stream() => 0,
+        _ => return r,
     };
-    if small {
-        drained(ctx, req, r).await
-    } else {
-        r
+    if announced == 0 {
+        return drained(ctx, req, r).await;
+    }
+    match ctx.state.refused_reads.try_acquire_many(announced) {
+        Ok(_reading) => drained(ctx, req, r).await,
+        Err(_) => r,
     }
 }
 

@@ -42,6 +42,7 @@ mod config;
 mod net;
 mod sentinel;
 mod serve;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod socket;
 mod tls;
 

@@ -21,7 +21,6 @@ use tokio::time::Instant;
 
 use crate::config::QuicConfig;
 use crate::sentinel;
-use crate::socket::DrainingSocket;
 use crate::tls::{ClusterTls, Tls, SERVER_NAME};
 
 /// The first bytes of a gossip exchange on a QUIC stream (a link stream starts with the link
@@ -169,9 +168,12 @@ impl Net {
             |e: io::Error| PulsingError::Config(format!("cannot bind UDP {addr} for QUIC: {e}"));
         let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = std::net::UdpSocket::bind(addr).map_err(cannot)?;
-        // Not `runtime.wrap_udp_socket`: see `socket.rs` (two syscalls fewer per packet).
+        // Not `runtime.wrap_udp_socket` on Linux: see `socket.rs` (two syscalls fewer per packet).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         let mut socket: Arc<dyn quinn::AsyncUdpSocket> =
-            Arc::new(DrainingSocket::new(socket).map_err(cannot)?);
+            Arc::new(crate::socket::DrainingSocket::new(socket).map_err(cannot)?);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let mut socket = runtime.wrap_udp_socket(socket).map_err(cannot)?;
         if let Some(wrap) = &self.config.socket_wrapper {
             socket = wrap(socket);
         }

@@ -16,10 +16,14 @@
 //! `epoll` registration reports the current state, so the room that came meanwhile is not missed),
 //! and drops it once there is room again.
 //!
+//! Linux (and Android) only: elsewhere quinn-udp may read one datagram per call whatever the room,
+//! so a short read says nothing about the queue; there quinn's own socket is used.
+//!
 //! Everything else is quinn's own UDP state (`quinn::udp::UdpSocketState`: GSO, GRO, ECN).
 //! Written here, not taken from quinn, because quinn's Tokio socket is private.
 
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +42,7 @@ pub(crate) struct DrainingSocket {
     /// A send found the buffer full: wait for room through `room`.
     full: AtomicBool,
     /// A duplicate of the socket registered for writability, while `full`.
-    room: Mutex<Option<AsyncFd<std::net::UdpSocket>>>,
+    room: Mutex<Option<Arc<AsyncFd<std::net::UdpSocket>>>>,
 }
 
 impl DrainingSocket {
@@ -77,7 +81,10 @@ impl fmt::Debug for DrainingSocket {
 
 impl AsyncUdpSocket for DrainingSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        Box::pin(Writable(self))
+        Box::pin(Writable {
+            socket: self,
+            wait: None,
+        })
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
@@ -130,8 +137,21 @@ impl AsyncUdpSocket for DrainingSocket {
     }
 }
 
-/// quinn's wait for room to send: the socket's write readiness.
-struct Writable(Arc<DrainingSocket>);
+/// What a [`Writable`] waits on: room in the socket (or, if no descriptor could be had to watch
+/// for it, a short pause before quinn tries again).
+type Wait = std::sync::Mutex<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>>;
+
+/// How long quinn pauses before trying a full socket again when no descriptor is left to watch
+/// for room (`dup` failed: the process is out of file descriptors).
+const NO_WATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// quinn's wait for room to send, one per connection (quinn may make any number for one socket,
+/// each waking its own task): each waits with a future of its own on the shared writability
+/// registration, which wakes every waiter.
+struct Writable {
+    socket: Arc<DrainingSocket>,
+    wait: Option<Wait>,
+}
 
 impl fmt::Debug for Writable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,24 +159,109 @@ impl fmt::Debug for Writable {
     }
 }
 
+impl DrainingSocket {
+    /// The registration that reports room in the send buffer: a duplicate of the socket's
+    /// descriptor registered for writability, made on first need, shared by every waiter.
+    fn room(&self) -> io::Result<Arc<AsyncFd<std::net::UdpSocket>>> {
+        let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = room.as_ref() {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(register(
+            self.io.get_ref().try_clone()?,
+            Interest::WRITABLE,
+        )?);
+        *room = Some(fd.clone());
+        Ok(fd)
+    }
+}
+
 impl UdpPoller for Writable {
     fn poll_writable(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
-        let socket = &self.0;
-        if !socket.full.load(Ordering::Acquire) {
-            return Poll::Ready(Ok(()));
+        let this = self.get_mut();
+        if this.wait.is_none() {
+            if !this.socket.full.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            let wait: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> =
+                match this.socket.room() {
+                    Ok(fd) => Box::pin(async move { fd.writable().await.map(|_ready| ()) }),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no descriptor to watch a full UDP socket");
+                        Box::pin(async {
+                            tokio::time::sleep(NO_WATCH_PAUSE).await;
+                            Ok(())
+                        })
+                    }
+                };
+            this.wait = Some(std::sync::Mutex::new(wait));
         }
-        let mut room = socket.room.lock().unwrap_or_else(|p| p.into_inner());
-        if room.is_none() {
-            let dup = socket.io.get_ref().try_clone()?;
-            *room = Some(register(dup, Interest::WRITABLE)?);
-        }
-        let Some(fd) = room.as_ref() else {
-            return Poll::Pending;
+        let polled = match &this.wait {
+            Some(wait) => wait
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .poll(cx),
+            None => Poll::Ready(Ok(())),
         };
-        let _ready = ready!(fd.poll_write_ready(cx))?;
-        // Room again: back to sending without write wake-ups.
-        *room = None;
-        socket.full.store(false, Ordering::Release);
-        Poll::Ready(Ok(()))
+        let result = ready!(polled);
+        this.wait = None;
+        // Room again (for every waiter: each holds the registration until it is done): back to
+        // sending without write wake-ups. A send that finds it full again starts over.
+        this.socket.full.store(false, Ordering::Release);
+        *this.socket.room.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Two connections' pollers wait on a full socket: room wakes both (quinn makes one poller per
+    /// connection, each responsible for its own task).
+    #[tokio::test(flavor = "current_thread")]
+    async fn room_in_a_full_socket_wakes_every_waiting_poller() {
+        let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = Arc::new(DrainingSocket::new(std).unwrap());
+        socket.full.store(true, Ordering::Release);
+        let mut pollers = [
+            socket.clone().create_io_poller(),
+            socket.clone().create_io_poller(),
+        ];
+        let counts = [
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        ];
+        for (p, c) in pollers.iter_mut().zip(&counts) {
+            let waker = Waker::from(c.clone());
+            let first = p.as_mut().poll_writable(&mut Context::from_waker(&waker));
+            assert!(
+                first.is_pending(),
+                "readiness is not known before the driver ran"
+            );
+        }
+        // The driver learns the (empty) buffer is writable and wakes every waiter.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for c in &counts {
+            assert_eq!(c.0.load(Ordering::SeqCst), 1, "each poller's task is woken");
+        }
+        for (p, c) in pollers.iter_mut().zip(&counts) {
+            let waker = Waker::from(c.clone());
+            let again = p.as_mut().poll_writable(&mut Context::from_waker(&waker));
+            assert!(matches!(again, Poll::Ready(Ok(()))));
+        }
+        assert!(!socket.full.load(Ordering::Acquire));
     }
 }

@@ -24,7 +24,7 @@ impl Dial for TcpDial {
             let stream = connect_tcp(addr, self.connect_timeout, by)
                 .await?
                 .ok_or_else(|| late(addr))?;
-            if let Some(tls) = self.tls.get() {
+            if let Some(tls) = self.tls.for_dial()? {
                 let bound = self.tls_handshake_timeout;
                 let io = NodeTls::connect(&tls.link, addr, stream, bound, by)
                     .await?

@@ -410,7 +410,7 @@ pub fn handshake_error(addr: std::net::SocketAddr, e: &std::io::Error) -> Pulsin
             "the node at {addr} presented a certificate that is not from this cluster's CA ({c:?}): \
              its cluster secret differs from this node's"
         ),
-        Some(rustls::Error::AlertReceived(a)) => format!(
+        Some(rustls::Error::AlertReceived(a)) if is_certificate_alert(*a) => format!(
             "the node at {addr} refused this node's identity (TLS alert {a:?}): its cluster \
              secret differs from this node's"
         ),
@@ -450,7 +450,48 @@ pub(crate) struct NodeTls {
 }
 
 /// Where an HTTP transport keeps its [`NodeTls`] once serving (empty without a secret).
-pub(crate) type TlsSlot = Arc<std::sync::OnceLock<Arc<NodeTls>>>;
+pub(crate) type TlsSlot = Arc<TlsState>;
+
+/// The TLS of a transport: none (no secret), required (a secret, not serving yet), or made.
+#[derive(Default)]
+pub(crate) struct TlsState {
+    tls: std::sync::OnceLock<Arc<NodeTls>>,
+    required: std::sync::atomic::AtomicBool,
+}
+
+impl TlsState {
+    /// A secret was given: from now on nothing is sent without TLS.
+    pub(crate) fn require(&self) {
+        self.required
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Sets the TLS made at serve.
+    pub(crate) fn set(&self, tls: Arc<NodeTls>) {
+        let _ = self.tls.set(tls);
+    }
+
+    /// The TLS made, if any.
+    pub(crate) fn current(&self) -> Option<&Arc<NodeTls>> {
+        self.tls.get()
+    }
+
+    /// The TLS to dial with: `None` without a secret; an error for a secret whose TLS is not
+    /// made yet (the transport does not serve yet), so nothing goes out in plaintext.
+    pub(crate) fn for_dial(&self) -> Result<Option<&Arc<NodeTls>>, PulsingError> {
+        match self.tls.get() {
+            Some(tls) => Ok(Some(tls)),
+            None if self.required.load(std::sync::atomic::Ordering::Acquire) => {
+                Err(PulsingError::Config(
+                    "this transport has a cluster secret but does not serve yet, so it has no \
+                     certificate: it sends nothing before it serves (build the system first)"
+                        .into(),
+                ))
+            }
+            None => Ok(None),
+        }
+    }
+}
 
 impl NodeTls {
     pub(crate) fn new(security: &Security, ips: &[IpAddr]) -> Result<NodeTls, PulsingError> {
@@ -496,20 +537,40 @@ impl NodeTls {
     }
 }
 
+/// The alerts a peer sends when it refuses a certificate (or its absence): a verdict on identity,
+/// sent during the handshake, so nothing of a call was read. Any other alert is not one.
+const CERTIFICATE_ALERTS: [rustls::AlertDescription; 8] = [
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::AccessDenied,
+    rustls::AlertDescription::CertificateRequired,
+];
+
+fn is_certificate_alert(a: rustls::AlertDescription) -> bool {
+    CERTIFICATE_ALERTS.contains(&a)
+}
+
 /// Whether an IO error on a TLS stream is the peer refusing (or us refusing) the other's identity.
 pub(crate) fn is_tls_refusal(e: &std::io::Error) -> bool {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::AlertReceived(_) | rustls::Error::InvalidCertificate(_)) => true,
+        Some(rustls::Error::AlertReceived(a)) => is_certificate_alert(*a),
+        Some(rustls::Error::InvalidCertificate(_)) => true,
         Some(_) => false,
         None => refused_in(&e.to_string()),
     }
 }
 
-/// Whether an error's text says a TLS peer refused us (a fatal alert after our handshake: in
-/// TLS 1.3 a server checks the client's certificate after the client considers the handshake
-/// done, so its refusal arrives on the first read, through layers that keep only the text).
+/// Whether an error's text says a TLS peer refused our certificate (in TLS 1.3 a server checks the
+/// client's certificate after the client considers the handshake done, so its refusal arrives on
+/// the first read, through layers, such as h2's errors, that keep only the text).
 pub(crate) fn refused_in(text: &str) -> bool {
-    text.contains("received fatal alert") || text.contains("peer sent no certificates")
+    CERTIFICATE_ALERTS
+        .iter()
+        .any(|a| text.contains(&format!("received fatal alert: {a:?}")))
 }
 
 #[cfg(test)]

@@ -150,6 +150,15 @@ fn only_a_judged_identity_is_unauthorized() {
         rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
     );
     assert!(handshake_error(addr, &bad_cert).is_unauthorized());
+    // Another alert (a broken record, say) is not a verdict on identity.
+    let other = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac),
+    );
+    assert!(!handshake_error(addr, &other).is_unauthorized());
+    assert!(!is_tls_refusal(&other));
+    assert!(refused_in("h2: received fatal alert: UnknownCA"));
+    assert!(!refused_in("h2: received fatal alert: BadRecordMac"));
     // Hung up before any certificate was judged (over its handshake limit, shutting down): the
     // caller may try again; a join keeps asking.
     let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
