@@ -346,3 +346,85 @@ async fn after_bye_a_new_call_opens_a_new_link() {
     })
     .await;
 }
+
+/// A peer that says `bye {id}` right after reading an ask and sends that ask's reply 200 ms
+/// later (a node draining at shutdown answers the asks it read): the ask gets its reply, the
+/// link is still read after the `bye`; a call started after the `bye` does not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_bye_the_asks_the_peer_read_still_get_their_replies() {
+    use pulsing::http::codec::link::{
+        put_bye, put_hello, put_reply, LinkDecoder, LinkFrame, LINK_PREFACE,
+    };
+    bounded(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (said_bye, bye_sent) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            let mut said_bye = Some(said_bye);
+            let mut held = Vec::new();
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut preface = [0u8; 16];
+                s.read_exact(&mut preface).await.unwrap();
+                assert_eq!(&preface, LINK_PREFACE);
+                let mut out = Vec::new();
+                put_hello(&mut out, Some(pulsing::NodeId(7)), Some(1 << 20));
+                let Some(said_bye) = said_bye.take() else {
+                    // Later links: a node that is shutting down and read nothing.
+                    put_bye(&mut out, 0);
+                    s.write_all(&out).await.unwrap();
+                    held.push(s);
+                    continue;
+                };
+                s.write_all(&out).await.unwrap();
+                let mut dec = LinkDecoder::new(1 << 21);
+                let id = loop {
+                    match dec.next_frame().unwrap() {
+                        Some(LinkFrame::Ask { id, .. }) => break id,
+                        Some(_) => continue,
+                        None => assert!(s.read_buf(&mut dec.buf).await.unwrap() > 0),
+                    }
+                };
+                let mut out = Vec::new();
+                put_bye(&mut out, id);
+                s.write_all(&out).await.unwrap();
+                let _ = said_bye.send(());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let mut out = Vec::new();
+                    put_reply(&mut out, id, "echo", b"late");
+                    s.write_all(&out).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    drop(s);
+                });
+            }
+        });
+        let me = system(test_config(), Duration::from_secs(5)).await;
+        let r = me.remote_ref(addr, "echo").unwrap();
+        let first = {
+            let r = r.clone();
+            tokio::spawn(async move { r.ask(pulsing::Message::single("ping", "")).await })
+        };
+        tokio::time::timeout(WAIT, bye_sent).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = tokio::time::Instant::now();
+        let second = tokio::time::timeout(
+            Duration::from_secs(1),
+            r.ask(pulsing::Message::single("ping", "")),
+        )
+        .await
+        .expect("a call after the bye does not wait for the old link");
+        let e = second.unwrap_err();
+        assert_eq!(e.delivery(), pulsing::Delivery::NotDelivered, "{e}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{e}");
+        let reply = first
+            .await
+            .unwrap()
+            .expect("the ask the peer read got its reply");
+        assert_eq!(reply.msg_type(), Some("echo"));
+        assert_eq!(reply.payload().map(|p| &p[..]), Some(&b"late"[..]));
+        server.abort();
+        me.shutdown().await;
+    })
+    .await;
+}

@@ -554,15 +554,39 @@ struct LinkTasks {
     idle: Duration,
 }
 
+/// How long a link is still read after its peer said `bye`, for the replies of the asks the peer
+/// had read (a node shutting down answers them for at most a second, then closes its links).
+/// Then, or when the peer closes the link first, the link closes: what is still waiting on it fails
+/// as may have been delivered.
+const BYE_DRAIN: Duration = Duration::from_secs(2);
+
 impl LinkTasks {
+    /// Runs the link until it breaks, the peer stops answering or this node shuts down; then
+    /// closes it and leaves the pool.
+    ///
+    /// After a `bye` the outbox is closed, which ends the writer (and the keep-alives' pings),
+    /// but the link is still read until the peer closes it, at most [`BYE_DRAIN`] (and no longer
+    /// than until `shutdown`).
     async fn run(self, rd: LinkReader, decoder: LinkDecoder) {
         let link = &self.link;
-        let why = tokio::select! {
-            why = read_frames(link, rd, decoder) => why,
-            why = link.out.writer() => why,
-            why = keep_alive(link, self.interval, self.timeout, self.idle) => why,
-            _ = self.shutdown.cancelled() => "this node is shutting down".to_owned(),
+        let read = read_frames(link, rd, decoder);
+        tokio::pin!(read);
+        // `read_on`: the reader has not ended, and may be worth reading on after a `bye`.
+        let (mut why, read_on) = tokio::select! {
+            why = &mut read => (why, false),
+            why = link.out.writer() => (why, true),
+            why = keep_alive(link, self.interval, self.timeout, self.idle) => (why, true),
+            _ = self.shutdown.cancelled() => ("this node is shutting down".to_owned(), false),
         };
+        if read_on && link.said_bye.load(Ordering::Acquire) && !link.is_closed() {
+            why = tokio::select! {
+                read = tokio::time::timeout(BYE_DRAIN, &mut read) => match read {
+                    Ok(read) => format!("{why}; {read}"),
+                    Err(_) => format!("{why}; it did not close the link within {BYE_DRAIN:?}"),
+                },
+                _ = self.shutdown.cancelled() => "this node is shutting down".to_owned(),
+            };
+        }
         tracing::debug!(addr = %link.addr, %why, "link closed");
         let lost = link.close(&why) + link.dropped.load(Ordering::Relaxed);
         if lost > 0 {
@@ -649,7 +673,9 @@ fn dispatch(link: &Arc<Link>, frame: LinkFrame) -> Result<(), String> {
         LinkFrame::Fail { id, error } => send_event(link, id, StreamEvent::Fail(error), true),
         LinkFrame::Pong => link.pong.notify_waiters(),
         LinkFrame::Bye { id: last } => {
-            // No new call on this link; asks the peer never read fail now as not delivered.
+            // No new call on this link; asks the peer never read fail now as not delivered. The
+            // outbox closes (ending the writer), but the link is still read for the replies of
+            // the asks up to `last` ([`LinkTasks::run`], at most [`BYE_DRAIN`]).
             link.said_bye.store(true, Ordering::Release);
             let lost = link.out.close(format!("{} is shutting down", link.addr));
             let unread: Vec<Waiter> = {
