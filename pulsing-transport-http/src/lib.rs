@@ -292,8 +292,16 @@ impl Transport for HttpTransport {
                 "secure() must be called before the transport serves".into(),
             ));
         }
-        // Derives the CAs now, so a bad secret fails the build before anything is bound.
-        security::Identity::new(security, &[])?;
+        // Derives the CAs now, so a bad secret fails the build before anything is bound (the
+        // node's key and certificate are made at serve, with the bound address in it).
+        if security.secrets().is_empty() {
+            return Err(PulsingError::Config(
+                "a cluster identity needs a secret".into(),
+            ));
+        }
+        for secret in security.secrets() {
+            security::ClusterCa::derive(secret)?;
+        }
         self.tls.require();
         self.security.set(security.clone()).map_err(|_| {
             PulsingError::Config("this HttpTransport was already given a cluster secret".into())

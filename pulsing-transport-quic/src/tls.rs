@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use pulsing_core::{PulsingError, Security};
-use pulsing_transport_http::security::{Identity, ALPN_LINK};
+use pulsing_transport_http::security::{provider, Identity, ALPN_LINK};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -36,11 +36,6 @@ impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls").finish_non_exhaustive()
     }
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    // ring: builds with a C compiler alone (aws-lc-rs needs cmake on some machines).
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn config_error(what: &str, e: impl std::fmt::Display) -> PulsingError {

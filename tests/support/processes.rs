@@ -177,19 +177,8 @@ pub fn cluster_node_with(
     flags: &[&str],
 ) -> NodeProcess {
     let bin = example("cluster_node");
-    let seed = seed.map(|s| s.to_string());
-    let mut args = vec![
-        "--addr",
-        "127.0.0.1:0",
-        "--name",
-        name,
-        "--transport",
-        transport,
-    ];
-    if let Some(seed) = &seed {
-        args.extend(["--seeds", seed.as_str()]);
-    }
-    args.extend_from_slice(flags);
+    let args = cluster_node_args(transport, name, seed, flags);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     NodeProcess::start(&bin, name, &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
