@@ -71,6 +71,13 @@ fn too_large(size: usize, max: usize, whose: &str) -> pulsing_core::PulsingError
 /// `tests/cluster_processes.rs` checks). Spawning an empty task moves the woken task out of the LIFO
 /// slot into the stealable queue and wakes a parked worker, which then runs it or the driver. One
 /// spawn per read that delivered something, not per message.
+///
+/// A current-thread runtime (the Python module's, for one) has no LIFO slot and no other worker:
+/// nothing to share, so nothing is spawned there. Those spawns were about 5% of the instructions of
+/// a small remote ask, both nodes together (callgrind, `bench --scenario remote_ask`).
 fn share_woken() {
-    drop(tokio::spawn(async {}));
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    if flavor != tokio::runtime::RuntimeFlavor::CurrentThread {
+        drop(tokio::spawn(async {}));
+    }
 }
