@@ -47,7 +47,12 @@
 //!   - `remote_stream` (one streamed reply of 500,000 items: items/s).
 //! - `remote` with `--transport quic`: the same, each system with a `QuicTransport` (links ride
 //!   QUIC streams over UDP on 127.0.0.1; the `tcp_floor` is still TCP, measured in that block's
-//!   rounds). With `--runtime process` the server process serves the same transport. When both
+//!   rounds). The block also runs `quic_floor` (as many operations as `remote_ask`, in the same
+//!   rounds): a plain quinn ping-pong of the floor's frames on one bidirectional stream between the
+//!   same two runtimes, with quinn's own endpoint and socket, its default settings and a
+//!   self-signed certificate, nothing of Pulsing on its path; it prints `vs_tcp_floor`, and that
+//!   block's `remote_ask` prints `vs_quic_floor` too, so what is quinn's and what is Pulsing's reads
+//!   off one run. With `--runtime process` the server process serves the same transport. When both
 //!   `http` and `quic` ran, a last line `{"scenario":"compare","quic_vs_http":{..}}` gives QUIC's
 //!   figures over HTTP's: `remote_ask_p50` (below 1: QUIC is faster), `remote_ask_concurrent`,
 //!   `remote_tell` and `remote_stream` (rates: above 1, QUIC is faster). With `--secret`, one
@@ -206,6 +211,9 @@ async fn local_tell(system: &ActorSystem, ops: usize, runtime: &str) {
 
 #[path = "bench/floor.rs"]
 mod floor;
+#[cfg(feature = "quic")]
+#[path = "bench/quic_floor.rs"]
+mod quic_floor;
 #[path = "bench/remote.rs"]
 mod remote;
 

@@ -18,6 +18,10 @@ use pulsing::{ActorRef, ActorSystem, Message, MessageStream, SpawnOptions};
 
 use super::{floor, percentile, Echo, Sink};
 
+#[path = "process.rs"]
+mod process;
+use process::{client_process, serve_process};
+
 /// The `--runtime` of this run, printed in every JSON line.
 static RUNTIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -163,6 +167,8 @@ struct Served {
     node: SocketAddr,
     /// The plain TCP echo of [`floor::serve`], on the server node's runtime.
     floor: SocketAddr,
+    /// In a QUIC block, the plain quinn echo of `quic_floor::serve`, on the same runtime.
+    quic_floor: Option<SocketAddr>,
 }
 
 /// Replies to `stream` with a stream of `n` items (payload: `n` as decimal text).
@@ -278,27 +284,40 @@ impl Sequential {
     }
 }
 
-/// `tcp_floor` and, if `ask`, `remote_ask` (`ops` each), interleaved in rounds of [`ROUND`]
-/// operations so that both meet the same conditions: on a small machine a ping-pong's latency depends
-/// on whether the scheduler put its two ends on one core or on two, and that changes from one second
-/// to the next. Both time each operation alike; `remote_ask` also prints `vs_tcp_floor`, its p50 over
-/// the floor's. Returns `remote_ask`'s p50 (µs), if it ran.
+/// `tcp_floor`, in a QUIC block `quic_floor`, and, if `ask`, `remote_ask` (`ops` each),
+/// interleaved in rounds of [`ROUND`] operations so that all meet the same conditions: on a small
+/// machine a ping-pong's latency depends on whether the scheduler put its two ends on one core or on
+/// two, and that changes from one second to the next. All time each operation alike; `quic_floor`
+/// and `remote_ask` also print `vs_tcp_floor`, their p50 over the floor's, and `remote_ask` in a QUIC
+/// block `vs_quic_floor`. Returns `remote_ask`'s p50 (µs), if it ran.
 async fn sequential(
     block: Block,
     echo: &ActorRef,
-    floor_at: SocketAddr,
+    served: Served,
     ops: usize,
     ask: bool,
 ) -> Option<f64> {
-    let mut client = floor::Client::connect(floor_at).await;
-    let (mut f, mut a) = (
+    let mut client = floor::Client::connect(served.floor).await;
+    #[cfg(feature = "quic")]
+    let mut quic = match served.quic_floor {
+        Some(at) => Some(super::quic_floor::Client::connect(at).await),
+        None => None,
+    };
+    let (mut f, mut q, mut a) = (
         Sequential::new(ops),
+        Sequential::new(if served.quic_floor.is_some() { ops } else { 0 }),
         Sequential::new(if ask { ops } else { 0 }),
     );
     let payload = bytes::Bytes::from_static(b"ping");
-    while f.left + a.left > 0 {
+    while f.left + q.left + a.left > 0 {
         for _ in 0..ROUND.min(f.left) {
             f.push(client.round_trip().await);
+        }
+        #[cfg(feature = "quic")]
+        if let Some(quic) = quic.as_mut() {
+            for _ in 0..ROUND.min(q.left) {
+                q.push(quic.round_trip().await);
+            }
         }
         for _ in 0..ROUND.min(a.left) {
             let t = Instant::now();
@@ -319,8 +338,16 @@ async fn sequential(
         frames.reply.len()
     );
     f.report("tcp_floor", block, &extra);
+    let quic_p50 = (!q.lat.is_empty()).then(|| {
+        let extra = format!(",\"vs_tcp_floor\":{:.2}", q.p50() / floor_p50);
+        q.report("quic_floor", block, &extra)
+    });
     ask.then(|| {
-        let extra = format!(",\"vs_tcp_floor\":{:.2}", a.p50() / floor_p50);
+        let p50 = a.p50();
+        let mut extra = format!(",\"vs_tcp_floor\":{:.2}", p50 / floor_p50);
+        if let Some(quic_p50) = quic_p50 {
+            extra.push_str(&format!(",\"vs_quic_floor\":{:.2}", p50 / quic_p50));
+        }
         a.report("remote_ask", block, &extra)
     })
 }
@@ -476,8 +503,9 @@ async fn stream(block: Block, streamer: &ActorRef, items: usize) -> f64 {
     rate
 }
 
-/// Spawns the server's actors and starts the [`floor`] echo on the current runtime.
-async fn serve(server: &ActorSystem) -> Served {
+/// Spawns the server's actors and starts the [`floor`] echo (and in a QUIC block the plain quinn
+/// one) on the current runtime.
+async fn serve(server: &ActorSystem, block: Block) -> Served {
     let public = SpawnOptions::new().public(true);
     server
         .spawn_with(Echo, "echo", public.clone())
@@ -494,6 +522,11 @@ async fn serve(server: &ActorSystem) -> Served {
     Served {
         node: server.addr().expect("server serves"),
         floor: floor::serve().await,
+        quic_floor: match block.kind {
+            Kind::Http => None,
+            #[cfg(feature = "quic")]
+            Kind::Quic => Some(super::quic_floor::serve().await),
+        },
     }
 }
 
@@ -512,7 +545,7 @@ async fn run_client(
     let ask = all || which == "remote_ask";
     let mut figures = Figures::default();
     if ask || which == "tcp_floor" {
-        figures.ask_p50 = sequential(block, &echo, served.floor, pick(50_000), ask).await;
+        figures.ask_p50 = sequential(block, &echo, served, pick(50_000), ask).await;
     }
     if all || which == "remote_ask_concurrent" {
         figures.ask_concurrent = Some(ask_concurrent(block, &echo, pick(300_000)).await);
@@ -620,7 +653,7 @@ fn run_block(block: Block, which: &str, ops: usize, runtime_kind: &str) -> Figur
         return runtime(runtime_kind).block_on(async {
             let server = node(block).await;
             let client = node(block).await;
-            let served = serve(&server).await;
+            let served = serve(&server, block).await;
             let (c, w) = (client.clone(), which.to_owned());
             let figures = tokio::spawn(async move { run_client(block, &c, served, &w, ops).await })
                 .await
@@ -636,7 +669,7 @@ fn run_block(block: Block, which: &str, ops: usize, runtime_kind: &str) -> Figur
         runtime("current").block_on(async {
             let server = node(block).await;
             addr_tx
-                .send(serve(&server).await)
+                .send(serve(&server, block).await)
                 .expect("bench main thread waits");
             let _ = stop_rx.await;
             server.shutdown().await;
@@ -736,73 +769,4 @@ fn compare_tls(blocks: &[(Block, Figures)]) {
         "{{\"scenario\":\"compare_tls\",\"runtime\":\"{}\"{fields}}}",
         rt_name()
     );
-}
-
-/// The server half of `--runtime process`: a node of `block` (its transport, and its secret if
-/// any), on a multi-thread runtime, in its own OS process; prints the node's address and then its
-/// [`floor`] address, one a line; serves until standard input closes.
-fn serve_process(block: Block) {
-    runtime("multi").block_on(async {
-        let server = node(block).await;
-        let served = serve(&server).await;
-        println!("{}", served.node);
-        println!("{}", served.floor);
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin()
-                .read_line(&mut sink)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {}
-        })
-        .await;
-        server.shutdown().await;
-    });
-}
-
-/// `--runtime process`: two OS processes, each with a multi-thread runtime, as two nodes run; the
-/// server process serves `block` (`--transport`, and `--secret` for a TLS block, on its
-/// command line).
-fn client_process(block: Block, which: &str, ops: usize) -> Figures {
-    use std::io::BufRead as _;
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = std::process::Command::new(exe);
-    child.args([
-        "--scenario",
-        "__serve",
-        "--transport",
-        block.kind.name(),
-        "--runtime",
-        "multi",
-    ]);
-    if let Some(secret) = block.secret() {
-        child.args(["--secret", secret]);
-    }
-    let mut child = child
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the server process");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
-    let mut addr = || -> SocketAddr {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("server address");
-        line.trim().parse().expect("server prints its addresses")
-    };
-    let served = Served {
-        node: addr(),
-        floor: addr(),
-    };
-    let figures = runtime("multi").block_on(async {
-        let client = node(block).await;
-        let (c, w) = (client.clone(), which.to_owned());
-        let figures = tokio::spawn(async move { run_client(block, &c, served, &w, ops).await })
-            .await
-            .expect("bench task");
-        client.shutdown().await;
-        figures
-    });
-    drop(child.stdin.take());
-    let _ = child.wait();
-    figures
 }

@@ -85,6 +85,17 @@ impl Tls {
             client: Arc::new(client),
         }
     }
+
+    /// The rustls configuration of the serving side (ALPN [`ALPN`]), e.g. for a plain quinn
+    /// endpoint beside the transport (the bench's `quic_floor`).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.clone()
+    }
+
+    /// The rustls configuration of the calling side (ALPN [`ALPN`]; server name `pulsing`).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.client.clone()
+    }
 }
 
 /// What a QUIC transport with a cluster secret uses (`docs/security.md`): QUIC TLS from this node's
