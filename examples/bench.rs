@@ -52,7 +52,10 @@
 //!   same two runtimes, with quinn's own endpoint and socket, its default settings and a
 //!   self-signed certificate, nothing of Pulsing on its path; it prints `vs_tcp_floor`, and that
 //!   block's `remote_ask` prints `vs_quic_floor` too, so what is quinn's and what is Pulsing's reads
-//!   off one run. With `--runtime process` the server process serves the same transport. When both
+//!   off one run. And `quic_proto_floor`, the same ping-pong with each side one task driving
+//!   quinn-proto itself (socket, endpoint, connection and stream in one task, none of quinn's
+//!   driver tasks): what a QUIC link driven by Pulsing could reach (`vs_tcp_floor`; `remote_ask`
+//!   prints `vs_quic_proto_floor`). With `--runtime process` the server process serves the same transport. When both
 //!   `http` and `quic` ran, a last line `{"scenario":"compare","quic_vs_http":{..}}` gives QUIC's
 //!   figures over HTTP's: `remote_ask_p50` (below 1: QUIC is faster), `remote_ask_concurrent`,
 //!   `remote_tell` and `remote_stream` (rates: above 1, QUIC is faster). With `--secret`, one
@@ -214,6 +217,9 @@ mod floor;
 #[cfg(feature = "quic")]
 #[path = "bench/quic_floor.rs"]
 mod quic_floor;
+#[cfg(feature = "quic")]
+#[path = "bench/quic_proto_floor.rs"]
+mod quic_proto_floor;
 #[path = "bench/remote.rs"]
 mod remote;
 

@@ -13,9 +13,11 @@ pub(super) fn serve_process(block: Block) {
         let served = serve(&server, block).await;
         println!("{}", served.node);
         println!("{}", served.floor);
-        match served.quic_floor {
-            Some(addr) => println!("{addr}"),
-            None => println!("none"),
+        for floor in [served.quic_floor, served.quic_proto_floor] {
+            match floor {
+                Some(addr) => println!("{addr}"),
+                None => println!("none"),
+            }
         }
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
@@ -60,12 +62,17 @@ pub(super) fn client_process(block: Block, which: &str, ops: usize) -> Figures {
         line.trim().parse().expect("server prints its addresses")
     };
     let (at, floor) = (addr(), addr());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("server QUIC floor address");
+    let mut maybe = || -> Option<SocketAddr> {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("server QUIC floor address");
+        line.trim().parse().ok()
+    };
+    let (quic_floor, quic_proto_floor) = (maybe(), maybe());
     let served = Served {
         node: at,
         floor,
-        quic_floor: line.trim().parse().ok(),
+        quic_floor,
+        quic_proto_floor,
     };
     let figures = runtime("multi").block_on(async {
         let client = node(block).await;

@@ -169,6 +169,8 @@ struct Served {
     floor: SocketAddr,
     /// In a QUIC block, the plain quinn echo of `quic_floor::serve`, on the same runtime.
     quic_floor: Option<SocketAddr>,
+    /// In a QUIC block, the one-task quinn-proto echo of `quic_proto_floor::serve`.
+    quic_proto_floor: Option<SocketAddr>,
 }
 
 /// Replies to `stream` with a stream of `n` items (payload: `n` as decimal text).
@@ -284,12 +286,55 @@ impl Sequential {
     }
 }
 
-/// `tcp_floor`, in a QUIC block `quic_floor`, and, if `ask`, `remote_ask` (`ops` each),
-/// interleaved in rounds of [`ROUND`] operations so that all meet the same conditions: on a small
-/// machine a ping-pong's latency depends on whether the scheduler put its two ends on one core or on
-/// two, and that changes from one second to the next. All time each operation alike; `quic_floor`
-/// and `remote_ask` also print `vs_tcp_floor`, their p50 over the floor's, and `remote_ask` in a QUIC
-/// block `vs_quic_floor`. Returns `remote_ask`'s p50 (µs), if it ran.
+/// A plain ping-pong that `remote_ask` is measured against.
+enum Floor {
+    Tcp(floor::Client),
+    #[cfg(feature = "quic")]
+    Quic(super::quic_floor::Client),
+    #[cfg(feature = "quic")]
+    QuicProto(Box<super::quic_proto_floor::Client>),
+}
+
+impl Floor {
+    async fn round_trip(&mut self) -> Duration {
+        match self {
+            Floor::Tcp(c) => c.round_trip().await,
+            #[cfg(feature = "quic")]
+            Floor::Quic(c) => c.round_trip().await,
+            #[cfg(feature = "quic")]
+            Floor::QuicProto(c) => c.round_trip().await,
+        }
+    }
+}
+
+/// The floors of `served`, by scenario name: `tcp_floor`, and in a QUIC block `quic_floor` and
+/// `quic_proto_floor`.
+async fn floors(served: Served) -> Vec<(&'static str, Floor)> {
+    let mut floors = vec![(
+        "tcp_floor",
+        Floor::Tcp(floor::Client::connect(served.floor).await),
+    )];
+    #[cfg(feature = "quic")]
+    {
+        if let Some(at) = served.quic_floor {
+            let c = super::quic_floor::Client::connect(at).await;
+            floors.push(("quic_floor", Floor::Quic(c)));
+        }
+        if let Some(at) = served.quic_proto_floor {
+            let c = super::quic_proto_floor::Client::connect(at).await;
+            floors.push(("quic_proto_floor", Floor::QuicProto(Box::new(c))));
+        }
+    }
+    floors
+}
+
+/// `tcp_floor` (in a QUIC block also `quic_floor` and `quic_proto_floor`) and, if `ask`,
+/// `remote_ask` (`ops` each), interleaved in rounds of [`ROUND`] operations so that all meet the
+/// same conditions: on a small machine a ping-pong's latency depends on whether the scheduler put
+/// its two ends on one core or on two, and that changes from one second to the next. All time each
+/// operation alike; every other floor and `remote_ask` print `vs_tcp_floor`, their p50 over the TCP
+/// floor's, and `remote_ask` also `vs_<floor>` over each other floor's. Returns `remote_ask`'s p50
+/// (µs), if it ran.
 async fn sequential(
     block: Block,
     echo: &ActorRef,
@@ -297,26 +342,17 @@ async fn sequential(
     ops: usize,
     ask: bool,
 ) -> Option<f64> {
-    let mut client = floor::Client::connect(served.floor).await;
-    #[cfg(feature = "quic")]
-    let mut quic = match served.quic_floor {
-        Some(at) => Some(super::quic_floor::Client::connect(at).await),
-        None => None,
-    };
-    let (mut f, mut q, mut a) = (
-        Sequential::new(ops),
-        Sequential::new(if served.quic_floor.is_some() { ops } else { 0 }),
-        Sequential::new(if ask { ops } else { 0 }),
-    );
+    let mut floors: Vec<_> = floors(served)
+        .await
+        .into_iter()
+        .map(|(name, f)| (name, f, Sequential::new(ops)))
+        .collect();
+    let mut a = Sequential::new(if ask { ops } else { 0 });
     let payload = bytes::Bytes::from_static(b"ping");
-    while f.left + q.left + a.left > 0 {
-        for _ in 0..ROUND.min(f.left) {
-            f.push(client.round_trip().await);
-        }
-        #[cfg(feature = "quic")]
-        if let Some(quic) = quic.as_mut() {
-            for _ in 0..ROUND.min(q.left) {
-                q.push(quic.round_trip().await);
+    while floors.iter().map(|f| f.2.left).sum::<usize>() + a.left > 0 {
+        for (_, floor, lat) in &mut floors {
+            for _ in 0..ROUND.min(lat.left) {
+                lat.push(floor.round_trip().await);
             }
         }
         for _ in 0..ROUND.min(a.left) {
@@ -330,24 +366,29 @@ async fn sequential(
             a.push(d);
         }
     }
-    let floor_p50 = f.p50();
-    let frames = floor::frames();
-    let extra = format!(
-        ",\"request_bytes\":{},\"reply_bytes\":{}",
-        frames.request.len(),
-        frames.reply.len()
-    );
-    f.report("tcp_floor", block, &extra);
-    let quic_p50 = (!q.lat.is_empty()).then(|| {
-        let extra = format!(",\"vs_tcp_floor\":{:.2}", q.p50() / floor_p50);
-        q.report("quic_floor", block, &extra)
-    });
+    let mut p50s = Vec::new();
+    for (name, _, mut lat) in floors {
+        let p50 = lat.p50();
+        let extra = match p50s.first() {
+            None => {
+                let frames = floor::frames();
+                format!(
+                    ",\"request_bytes\":{},\"reply_bytes\":{}",
+                    frames.request.len(),
+                    frames.reply.len()
+                )
+            }
+            Some((_, tcp)) => format!(",\"vs_tcp_floor\":{:.2}", p50 / tcp),
+        };
+        lat.report(name, block, &extra);
+        p50s.push((name, p50));
+    }
     ask.then(|| {
         let p50 = a.p50();
-        let mut extra = format!(",\"vs_tcp_floor\":{:.2}", p50 / floor_p50);
-        if let Some(quic_p50) = quic_p50 {
-            extra.push_str(&format!(",\"vs_quic_floor\":{:.2}", p50 / quic_p50));
-        }
+        let extra: String = p50s
+            .iter()
+            .map(|(name, floor)| format!(",\"vs_{name}\":{:.2}", p50 / floor))
+            .collect();
         a.report("remote_ask", block, &extra)
     })
 }
@@ -526,6 +567,11 @@ async fn serve(server: &ActorSystem, block: Block) -> Served {
             Kind::Http => None,
             #[cfg(feature = "quic")]
             Kind::Quic => Some(super::quic_floor::serve().await),
+        },
+        quic_proto_floor: match block.kind {
+            Kind::Http => None,
+            #[cfg(feature = "quic")]
+            Kind::Quic => Some(super::quic_proto_floor::serve().await),
         },
     }
 }
