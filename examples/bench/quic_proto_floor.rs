@@ -237,7 +237,10 @@ impl Client {
         }
         let d = t.elapsed();
         let reply: Vec<u8> = side.read.drain(..self.frames.reply.len()).collect();
-        assert!(reply == self.frames.reply, "the QUIC proto floor answers the reply");
+        assert!(
+            reply == self.frames.reply,
+            "the QUIC proto floor answers the reply"
+        );
         d
     }
 }

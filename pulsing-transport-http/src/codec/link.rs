@@ -11,7 +11,7 @@ use rmp::Marker;
 
 use super::{
     envelope_fields, error_fields, put_envelope_fields_inline, put_error_map, put_map, put_str,
-    split_frame, DecodeError, Envelope, MessageKeys, Reader, WireError, VEC_WRITE,
+    split_frame, utf8, DecodeError, Envelope, MessageKeys, Reader, WireError, VEC_WRITE,
 };
 
 /// The first bytes a client sends on a link connection, before any frame. No HTTP request starts
@@ -336,7 +336,7 @@ impl Reader<'_> {
 #[derive(Default)]
 struct Keys<'a> {
     seen: u16,
-    t: Option<&'a str>,
+    t: Option<&'a [u8]>,
     id: Option<u64>,
     to: Option<&'a str>,
     timeout_ms: Option<u64>,
@@ -368,55 +368,56 @@ pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
     let n = r.map_len("link frame")?;
     let mut k = Keys::default();
     for _ in 0..n {
-        let key = r.str("map key")?;
+        // Known keys are matched as bytes (valid UTF-8 by construction); any other is checked.
+        let key = r.raw_str("map key")?;
         match key {
-            "t" => {
-                once(&mut k.seen, 0, key)?;
-                k.t = Some(r.str("t")?);
+            b"t" => {
+                once(&mut k.seen, 0, "t")?;
+                k.t = Some(r.raw_str("t")?);
             }
-            "id" => {
-                once(&mut k.seen, 1, key)?;
+            b"id" => {
+                once(&mut k.seen, 1, "id")?;
                 k.id = Some(r.u64("id")?);
             }
-            "to" => {
-                once(&mut k.seen, 2, key)?;
+            b"to" => {
+                once(&mut k.seen, 2, "to")?;
                 k.to = Some(r.str("to")?);
             }
-            "timeout_ms" => {
-                once(&mut k.seen, 3, key)?;
+            b"timeout_ms" => {
+                once(&mut k.seen, 3, "timeout_ms")?;
                 k.timeout_ms = Some(r.u64("timeout_ms")?);
             }
-            "n" => {
-                once(&mut k.seen, 4, key)?;
+            b"n" => {
+                once(&mut k.seen, 4, "n")?;
                 k.n = Some(r.u64("n")?);
             }
-            "node" => {
-                once(&mut k.seen, 5, key)?;
+            b"node" => {
+                once(&mut k.seen, 5, "node")?;
                 k.node = Some(r.str("node")?);
             }
-            "max_message" => {
-                once(&mut k.seen, 8, key)?;
+            b"max_message" => {
+                once(&mut k.seen, 8, "max_message")?;
                 k.max_message = Some(r.u64("max_message")?);
             }
-            "result" => {
-                once(&mut k.seen, 6, key)?;
+            b"result" => {
+                once(&mut k.seen, 6, "result")?;
                 let len = r.map_len("result")?;
                 k.result = Some(envelope_fields(&mut r, len, "result")?);
             }
-            "error" => {
-                once(&mut k.seen, 7, key)?;
+            b"error" => {
+                once(&mut k.seen, 7, "error")?;
                 k.error = Some(error_fields(&mut r)?);
             }
             _ => {
                 if !k.message.read(&mut r, key)? {
+                    utf8(key, "map key")?;
                     r.skip(1)?;
                 }
             }
         }
     }
     r.finish("link frame")?;
-    let t =
-        k.t.ok_or_else(|| DecodeError::new("link frame: missing key \"t\""))?;
+    let t = frame_type(k.t.ok_or_else(|| DecodeError::new("link frame: missing key \"t\""))?)?;
     let need_id = || {
         k.id.ok_or_else(|| DecodeError::new(format!("link frame {t:?}: missing key \"id\"")))
     };
@@ -486,10 +487,35 @@ pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
             id: need_id()?,
             error: need_error(k.error)?,
         },
+        // `frame_type` returns only the names above.
+        other => {
+            return Err(DecodeError::new(format!(
+                "unknown link frame type {other:?}"
+            )))
+        }
+    })
+}
+
+/// The frame type named by `raw` (the value of `"t"`).
+fn frame_type(raw: &[u8]) -> Result<&'static str, DecodeError> {
+    Ok(match raw {
+        b"tell" => "tell",
+        b"ask" => "ask",
+        b"cancel" => "cancel",
+        b"credit" => "credit",
+        b"ping" => "ping",
+        b"pong" => "pong",
+        b"bye" => "bye",
+        b"hello" => "hello",
+        b"reply" => "reply",
+        b"stream" => "stream",
+        b"item" => "item",
+        b"end" => "end",
+        b"fail" => "fail",
         other => {
             return Err(DecodeError::new(format!(
                 "unknown link frame type {:?}",
-                other.chars().take(40).collect::<String>()
+                utf8(other, "t")?.chars().take(40).collect::<String>()
             )))
         }
     })

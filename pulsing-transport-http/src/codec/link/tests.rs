@@ -185,6 +185,38 @@ fn bad_frames_are_refused_with_what_was_wrong() {
     assert!(e.to_string().contains("trailing"), "{e}");
 }
 
+/// Keys and frame types are matched as bytes before any UTF-8 check; a string that is not UTF-8
+/// is still refused wherever it is: an unknown key, the frame type, a known key's string value.
+#[test]
+fn strings_that_are_not_utf8_are_refused() {
+    let not_utf8 = |o: &mut Vec<u8>| {
+        rmp::encode::write_str_len(o, 2).unwrap();
+        o.extend_from_slice(&[0xff, 0xfe]);
+    };
+    let mut unknown_key = Vec::new();
+    rmp::encode::write_map_len(&mut unknown_key, 2).unwrap();
+    rmp::encode::write_str(&mut unknown_key, "t").unwrap();
+    rmp::encode::write_str(&mut unknown_key, "ping").unwrap();
+    not_utf8(&mut unknown_key);
+    rmp::encode::write_nil(&mut unknown_key).unwrap();
+    let cases: Vec<(Bytes, &str)> = vec![
+        (unknown_key.into(), "map key: string is not UTF-8"),
+        (body(&[("t", &not_utf8)]), "t: string is not UTF-8"),
+        (
+            body(&[("t", &s("tell")), ("to", &not_utf8), ("msg_type", &s("m"))]),
+            "to: string is not UTF-8",
+        ),
+        (
+            body(&[("t", &s("tell")), ("to", &s("a")), ("msg_type", &not_utf8)]),
+            "msg_type: string is not UTF-8",
+        ),
+    ];
+    for (b, want) in cases {
+        let e = decode_link_frame(&b).unwrap_err();
+        assert!(e.to_string().contains(want), "{want:?} in {e}");
+    }
+}
+
 proptest! {
     /// Whatever arrives, the decoder answers frames or an error, and never panics.
     #[test]
