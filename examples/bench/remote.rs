@@ -310,10 +310,11 @@ impl Floor {
 /// The floors of `served`, by scenario name: `tcp_floor`, and in a QUIC block `quic_floor` and
 /// `quic_proto_floor`.
 async fn floors(served: Served) -> Vec<(&'static str, Floor)> {
-    let mut floors = vec![(
+    let mut floors = Vec::with_capacity(3);
+    floors.push((
         "tcp_floor",
         Floor::Tcp(floor::Client::connect(served.floor).await),
-    )];
+    ));
     #[cfg(feature = "quic")]
     {
         if let Some(at) = served.quic_floor {

@@ -340,8 +340,8 @@ impl<'a> Reader<'a> {
 
     /// The bytes of a string, not checked for UTF-8. For map keys and frame types: matching them
     /// against known (ASCII) names needs no check, and only a name matching none is checked
-    /// ([`utf8`]), so every string still has to be UTF-8 (a third of a small frame's decoding was
-    /// these checks).
+    /// ([`utf8`]), so every string still has to be UTF-8 (the checks were about a fifth of a
+    /// small link frame's decoding).
     fn raw_str(&mut self, what: &str) -> Result<&'a [u8], DecodeError> {
         let m = self.marker(what)?;
         let n = match m {
