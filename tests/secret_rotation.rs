@@ -1,6 +1,6 @@
 //! The cluster secret across real OS processes (`examples/cluster_node.rs`) on 127.0.0.1: a
 //! rotation from one secret to another by rolling restarts with no failed call, and a flood of
-//! 5,000 bad connections that leaves the members served.
+//! 5,000 bad connections that leaves the members served and lets a node join while it goes on.
 #![cfg(all(feature = "http", feature = "cluster"))]
 
 #[path = "support/processes.rs"]
@@ -233,7 +233,7 @@ fn rotation_without_outage() {
 /// Connection attempts in the flood.
 const FLOOD: usize = 5_000;
 /// Flood connections open at once: about twice the node's `max_handshakes` (256) in half
-/// handshakes, so the limit is reached and its "closed at once" path is taken too.
+/// handshakes, so the bound is reached and older half handshakes are closed to make room.
 const FLOOD_CONCURRENCY: usize = 1000;
 /// How long a half handshake is held open at most (the node's handshake timeout is 5 s).
 const HOLD: Duration = Duration::from_secs(6);
@@ -245,7 +245,8 @@ const PARTIAL_HELLO: [u8; 9] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 
 struct Flood {
     connect_failed: AtomicU64,
     garbage_sent: AtomicU64,
-    /// Half handshakes closed by the node within 100 ms (refused at once: a limit).
+    /// Half handshakes closed by the node within 100 ms (the bound reached: newer ones took their
+    /// place).
     hello_closed_at_once: AtomicU64,
     /// Half handshakes closed by the node later (the handshake timeout).
     hello_closed_later: AtomicU64,
@@ -372,7 +373,18 @@ fn connection_flood_leaves_members_served() {
         let permits = Arc::new(tokio::sync::Semaphore::new(FLOOD_CONCURRENCY));
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(FLOOD);
+        let mut joining = None;
         for i in 0..FLOOD {
+            if i == FLOOD / 4 {
+                // A node joins while the seed's handshake slots are taken by half handshakes: its
+                // own handshakes may be cut off, which it retries as unreachable (not refused).
+                let joined = Instant::now();
+                let a_addr = a.addr;
+                joining = Some(tokio::spawn(async move {
+                    let d = start_node("d", Some(a_addr), &["--secrets", "alpha"]).await;
+                    (d, joined.elapsed())
+                }));
+            }
             let permit = permits.clone().acquire_owned().await.expect("open");
             let (flood, target) = (flood.clone(), a.addr);
             tasks.push(tokio::spawn(async move {
@@ -410,8 +422,20 @@ fn connection_flood_leaves_members_served() {
 
         assert!(
             flood.hello_closed_at_once.load(Ordering::Relaxed) > 0,
-            "the handshake limit was reached and refused some at once: {flood:?}"
+            "the handshake bound was reached and some were closed at once: {flood:?}"
         );
+
+        // The member that joined during the flood got in and relays to a.
+        let (d, took) = joining
+            .expect("d started")
+            .await
+            .expect("d's starting task");
+        let to_d = caller.remote_ref(d.addr, "d").expect("a valid name");
+        eventually("d relays to a", SETTLE, || async {
+            relay(&to_d, "a").await.ok() == Some(a.addr)
+        })
+        .await;
+        println!("during the flood, d joined a in {took:?}");
 
         // A new member with the right secret still joins a.
         let joined_started = Instant::now();
@@ -427,7 +451,7 @@ fn connection_flood_leaves_members_served() {
         );
 
         caller.shutdown().await;
-        for node in [c, b, a] {
+        for node in [d, c, b, a] {
             stop_node(node).await;
         }
     });

@@ -43,7 +43,7 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// | [`link_buffer`](Self::link_buffer) | 1 MiB | the client: unsent bytes queued on the link to one peer; a tell or ask finding it full waits for room (a tell at most the mailbox wait bound, then `MailboxFull`, not sent) |
 /// | [`link_idle_timeout`](Self::link_idle_timeout) | 60 s | the client: a link that carried no call for this long is closed and leaves the pool (`Duration::ZERO`: never) |
 /// | [`max_connections`](Self::max_connections) | 4096 | the server: connections served at once; more are accepted and closed at once. With a cluster secret, a quarter of them at most are callers without a node certificate |
-/// | [`max_handshakes`](Self::max_handshakes) | 256 | the server, with a cluster secret: TLS handshakes in progress; more connections are closed at once |
+/// | [`max_handshakes`](Self::max_handshakes) | 256 | the server, with a cluster secret: TLS handshakes in progress; a connection over it closes the oldest one in progress and takes its place |
 /// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 5 s | with a cluster secret: a TLS handshake not finished by then is dropped (the server's; a client waits at most the keep-alive timeout, 3 s, as for a link's hello) |
 ///
 /// With keep-alives, a peer that stops answering without closing its sockets (a stopped process, a
@@ -88,7 +88,7 @@ pub struct HttpConfig {
     pub link_idle_timeout: Duration,
     /// Connections the server serves at once (at least 1).
     pub max_connections: usize,
-    /// TLS handshakes the server runs at once (at least 1).
+    /// TLS handshakes the server runs at once (at least 1); a newer one closes the oldest.
     pub max_handshakes: usize,
     /// Bound on a TLS handshake.
     pub tls_handshake_timeout: Duration,

@@ -37,6 +37,9 @@ use crate::security::{buffered, NodeTls, TlsWriter, ALPN_LINK};
 /// for a window update on loopback or a LAN.
 pub(crate) const STREAM_WINDOW: u32 = 1024 * 1024;
 pub(crate) const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+mod handshakes;
+use handshakes::Handshakes;
+
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 /// Concurrent HTTP/2 streams a client may open on one connection.
@@ -52,7 +55,7 @@ struct ServerState {
     /// Connections served now (bounded by `max_connections`).
     connections: Arc<Semaphore>,
     /// TLS handshakes in progress (bounded by `max_handshakes`).
-    handshakes: Semaphore,
+    handshakes: Handshakes,
     /// Connections of callers without a node certificate (tokens, client certificates,
     /// plaintext `/health`): a quarter of `max_connections`, so they cannot crowd out members.
     strangers: Arc<Semaphore>,
@@ -108,7 +111,7 @@ pub(crate) async fn serve(
     let state = Arc::new(ServerState {
         handler,
         connections: Arc::new(Semaphore::new(config.max_connections)),
-        handshakes: Semaphore::new(config.max_handshakes),
+        handshakes: Handshakes::new(config.max_handshakes),
         strangers: Arc::new(Semaphore::new(config.max_connections.div_ceil(4))),
         refused_reads: Semaphore::new(REFUSED_READS),
         config,
@@ -231,12 +234,16 @@ async fn serve_tls(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: CancellationToken,
 ) {
-    let Ok(permit) = state.handshakes.try_acquire() else {
-        tracing::debug!(%peer, "too many TLS handshakes in progress; closing");
-        return;
-    };
+    let slot = state.handshakes.enter();
     let bound = state.config.tls_handshake_timeout;
-    let io = match tokio::time::timeout(bound, tls.acceptor.accept(buffered(stream))).await {
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(bound, tls.acceptor.accept(buffered(stream))) => r,
+        () = slot.evicted() => {
+            tracing::debug!(%peer, "closing an unfinished TLS handshake: newer connections need its place");
+            return;
+        }
+    };
+    let io = match accepted {
         Ok(Ok(io)) => io,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -247,7 +254,7 @@ async fn serve_tls(
             return;
         }
     };
-    drop(permit);
+    drop(slot);
     let (_, session) = io.get_ref();
     // rustls verified any certificate presented against the cluster CAs; a node's is also for
     // server use (a client certificate is not).
