@@ -110,6 +110,20 @@ async fn quic_nodes_with_the_same_secret_join_and_call_over_quic() {
     .await;
 }
 
+/// A join refused for its identity: `unauthorized`, naming the seed `at` and the secret, within
+/// [`REFUSED_WITHIN`] of `started`.
+fn refused_join(what: &str, e: &PulsingError, at: SocketAddr, started: Instant) {
+    println!("{what}: {e} ({:?})", started.elapsed());
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains(&at.to_string()), "{e}");
+    assert!(e.to_string().contains("secret"), "{e}");
+    assert!(
+        started.elapsed() < REFUSED_WITHIN,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quic_node_with_another_secret_or_none_cannot_join() {
     bounded(async {
@@ -121,30 +135,14 @@ async fn a_quic_node_with_another_secret_or_none_cannot_join() {
         let e = node(q.clone(), Some("beta"), Some(a_addr))
             .await
             .expect_err("another secret is refused");
-        println!("another secret: {e} ({:?})", started.elapsed());
-        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
-        assert!(e.to_string().contains(&a_addr.to_string()), "{e}");
-        assert!(e.to_string().contains("secret"), "{e}");
-        assert!(
-            started.elapsed() < REFUSED_WITHIN,
-            "{:?}",
-            started.elapsed()
-        );
+        refused_join("another secret", &e, a_addr, started);
         assert_eq!(q.calls_by_door().tcp, 0, "not retried over TCP");
 
         let started = Instant::now();
         let e = node(quic(QuicConfig::default()), None, Some(a_addr))
             .await
             .expect_err("no secret is refused");
-        println!("no secret: {e} ({:?})", started.elapsed());
-        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
-        assert!(e.to_string().contains(&a_addr.to_string()), "{e}");
-        assert!(e.to_string().contains("secret"), "{e}");
-        assert!(
-            started.elapsed() < REFUSED_WITHIN,
-            "{:?}",
-            started.elapsed()
-        );
+        refused_join("no secret", &e, a_addr, started);
 
         // Gossip from the refused nodes never reached the membership.
         tokio::time::sleep(Duration::from_millis(500)).await;

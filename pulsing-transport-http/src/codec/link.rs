@@ -417,13 +417,16 @@ pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
         }
     }
     r.finish("link frame")?;
-    let t = frame_type(k.t.ok_or_else(|| DecodeError::new("link frame: missing key \"t\""))?)?;
+    let t =
+        k.t.ok_or_else(|| DecodeError::new("link frame: missing key \"t\""))?;
+    // For the errors of a known frame type (ASCII, so shown as it is).
+    let name = || String::from_utf8_lossy(t);
     let need_id = || {
-        k.id.ok_or_else(|| DecodeError::new(format!("link frame {t:?}: missing key \"id\"")))
+        k.id.ok_or_else(|| DecodeError::new(format!("link frame {:?}: missing key \"id\"", name())))
     };
     let need_to = || {
         k.to.map(str::to_owned)
-            .ok_or_else(|| DecodeError::new(format!("link frame {t:?}: missing key \"to\"")))
+            .ok_or_else(|| DecodeError::new(format!("link frame {:?}: missing key \"to\"", name())))
     };
     let message = |keys: MessageKeys| {
         let MessageKeys {
@@ -431,33 +434,35 @@ pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
         } = keys;
         msg_type
             .map(|msg_type| Envelope { msg_type, payload })
-            .ok_or_else(|| DecodeError::new(format!("link frame {t:?}: missing key \"msg_type\"")))
+            .ok_or_else(|| {
+                DecodeError::new(format!("link frame {:?}: missing key \"msg_type\"", name()))
+            })
     };
     let need_error = |e: Option<WireError>| {
-        e.ok_or_else(|| DecodeError::new(format!("link frame {t:?}: missing key \"error\"")))
+        e.ok_or_else(|| DecodeError::new(format!("link frame {:?}: missing key \"error\"", name())))
     };
     Ok(match t {
-        "tell" => LinkFrame::Tell {
+        b"tell" => LinkFrame::Tell {
             to: need_to()?,
             msg: message(k.message)?,
         },
-        "ask" => LinkFrame::Ask {
+        b"ask" => LinkFrame::Ask {
             id: need_id()?,
             to: need_to()?,
             timeout_ms: k.timeout_ms,
             msg: message(k.message)?,
         },
-        "cancel" => LinkFrame::Cancel { id: need_id()? },
-        "credit" => LinkFrame::Credit {
+        b"cancel" => LinkFrame::Cancel { id: need_id()? },
+        b"credit" => LinkFrame::Credit {
             id: need_id()?,
             n: k.n
                 .ok_or_else(|| DecodeError::new("link frame \"credit\": missing key \"n\""))?
                 .min(u64::from(u32::MAX)) as u32,
         },
-        "ping" => LinkFrame::Ping,
-        "pong" => LinkFrame::Pong,
-        "bye" => LinkFrame::Bye { id: need_id()? },
-        "hello" => LinkFrame::Hello {
+        b"ping" => LinkFrame::Ping,
+        b"pong" => LinkFrame::Pong,
+        b"bye" => LinkFrame::Bye { id: need_id()? },
+        b"hello" => LinkFrame::Hello {
             node: k
                 .node
                 .map(|n| n.parse())
@@ -465,7 +470,7 @@ pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
                 .map_err(|e| DecodeError::new(format!("link frame \"hello\": {e}")))?,
             max_message: k.max_message,
         },
-        "reply" => {
+        b"reply" => {
             let id = need_id()?;
             match (k.result, k.error) {
                 (Some(m), None) => LinkFrame::Reply { id, result: Ok(m) },
@@ -477,41 +482,16 @@ pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
                 }
             }
         }
-        "stream" => LinkFrame::Stream { id: need_id()? },
-        "item" => LinkFrame::Item {
+        b"stream" => LinkFrame::Stream { id: need_id()? },
+        b"item" => LinkFrame::Item {
             id: need_id()?,
             msg: message(k.message)?,
         },
-        "end" => LinkFrame::End { id: need_id()? },
-        "fail" => LinkFrame::Fail {
+        b"end" => LinkFrame::End { id: need_id()? },
+        b"fail" => LinkFrame::Fail {
             id: need_id()?,
             error: need_error(k.error)?,
         },
-        // `frame_type` returns only the names above.
-        other => {
-            return Err(DecodeError::new(format!(
-                "unknown link frame type {other:?}"
-            )))
-        }
-    })
-}
-
-/// The frame type named by `raw` (the value of `"t"`).
-fn frame_type(raw: &[u8]) -> Result<&'static str, DecodeError> {
-    Ok(match raw {
-        b"tell" => "tell",
-        b"ask" => "ask",
-        b"cancel" => "cancel",
-        b"credit" => "credit",
-        b"ping" => "ping",
-        b"pong" => "pong",
-        b"bye" => "bye",
-        b"hello" => "hello",
-        b"reply" => "reply",
-        b"stream" => "stream",
-        b"item" => "item",
-        b"end" => "end",
-        b"fail" => "fail",
         other => {
             return Err(DecodeError::new(format!(
                 "unknown link frame type {:?}",
