@@ -1,5 +1,7 @@
 //! The QUIC transport of Pulsing: [`QuicTransport`] implements [`pulsing_core::Transport`] over
-//! quinn 0.11 (rustls, ring).
+//! quinn-proto 0.11 (rustls, ring), driven by the transport's own task (`src/driver`: one task per
+//! endpoint, and writes sent by the writer itself; quinn's own driver costs three task hops per
+//! round trip on each side).
 //!
 //! - **Same messages, same framing**: node-to-node asks and tells travel on links
 //!   (`docs/protocol.md` §8), each link one bidirectional QUIC stream on the one connection to its
@@ -39,6 +41,7 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod driver;
 mod net;
 mod sentinel;
 mod serve;

@@ -7,19 +7,20 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use pulsing_core::{Delivery, PulsingError, Security};
 use pulsing_transport_http::link::{Dial, Dialing, LinkReader, LinkWriter};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{ConnectionError, IdleTimeout, ReadError, VarInt, WriteError};
+use quinn_proto::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn_proto::{ConnectionError, IdleTimeout, VarInt};
 use rustls::AlertDescription;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 
 use crate::config::QuicConfig;
+use crate::driver::{self, RecvStream, SendStream, StreamError};
 use crate::sentinel;
 use crate::tls::{ClusterTls, Tls, SERVER_NAME};
 
@@ -47,8 +48,8 @@ pub(crate) struct Net {
     tls: Tls,
     /// With a cluster secret ([`Net::secure`]): used instead of `tls`.
     cluster: OnceLock<ClusterTls>,
-    endpoint: OnceLock<quinn::Endpoint>,
-    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    endpoint: OnceLock<driver::Endpoint>,
+    conns: Mutex<HashMap<SocketAddr, driver::Connection>>,
     /// Peers that did not answer a QUIC handshake, until when they are called over TCP.
     no_quic: Mutex<HashMap<SocketAddr, Instant>>,
 }
@@ -92,7 +93,7 @@ impl Net {
     /// With a cluster secret: whether a peer that passed the handshake (its certificate is from an
     /// accepted CA) holds a **node** certificate, not a client certificate for HTTP calls. Without
     /// a secret: always (nothing is authenticated).
-    pub(crate) fn is_node(&self, conn: &quinn::Connection) -> bool {
+    pub(crate) fn is_node(&self, conn: &driver::Connection) -> bool {
         let Some(cluster) = self.cluster.get() else {
             return true;
         };
@@ -109,9 +110,9 @@ impl Net {
         self.cluster.get().map_or(&self.tls, |c| &c.quic)
     }
 
-    fn transport_config(&self) -> Result<quinn::TransportConfig, PulsingError> {
+    fn transport_config(&self) -> Result<quinn_proto::TransportConfig, PulsingError> {
         let c = &self.config;
-        let mut t = quinn::TransportConfig::default();
+        let mut t = quinn_proto::TransportConfig::default();
         t.max_concurrent_bidi_streams(VarInt::from_u32(c.max_streams))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
             .stream_receive_window(VarInt::from_u32(c.stream_window))
@@ -130,10 +131,10 @@ impl Net {
     /// The server side of the endpoint's configuration. Connection attempts not yet handled
     /// (quinn's `Incoming`) are bounded by [`QuicConfig::max_handshakes`], and what each may
     /// buffer by [`INCOMING_BUFFER`]: quinn refuses the ones over the bound itself.
-    pub(crate) fn server_config(&self) -> Result<quinn::ServerConfig, PulsingError> {
+    pub(crate) fn server_config(&self) -> Result<quinn_proto::ServerConfig, PulsingError> {
         let crypto = QuicServerConfig::try_from(self.tls().server.clone())
             .map_err(|e| PulsingError::Config(format!("QUIC server TLS: {e}")))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut server = quinn_proto::ServerConfig::with_crypto(Arc::new(crypto));
         let pending = self.config.max_handshakes.max(1);
         server
             .transport_config(Arc::new(self.transport_config()?))
@@ -143,16 +144,16 @@ impl Net {
         Ok(server)
     }
 
-    fn client_config(&self) -> Result<quinn::ClientConfig, PulsingError> {
+    fn client_config(&self) -> Result<quinn_proto::ClientConfig, PulsingError> {
         let crypto = QuicClientConfig::try_from((*self.tls().client).clone())
             .map_err(|e| PulsingError::Config(format!("QUIC client TLS: {e}")))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
         client.transport_config(Arc::new(self.transport_config()?));
         Ok(client)
     }
 
     /// Binds the serving endpoint (UDP `addr`).
-    pub(crate) fn bind(&self, addr: SocketAddr) -> Result<quinn::Endpoint, PulsingError> {
+    pub(crate) fn bind(&self, addr: SocketAddr) -> Result<driver::Endpoint, PulsingError> {
         let endpoint = self.make_endpoint(addr, Some(self.server_config()?))?;
         let _ = self.endpoint.set(endpoint.clone());
         Ok(self.endpoint.get().cloned().unwrap_or(endpoint))
@@ -162,32 +163,26 @@ impl Net {
     fn make_endpoint(
         &self,
         addr: SocketAddr,
-        server: Option<quinn::ServerConfig>,
-    ) -> Result<quinn::Endpoint, PulsingError> {
+        server: Option<quinn_proto::ServerConfig>,
+    ) -> Result<driver::Endpoint, PulsingError> {
         let cannot =
             |e: io::Error| PulsingError::Config(format!("cannot bind UDP {addr} for QUIC: {e}"));
-        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = std::net::UdpSocket::bind(addr).map_err(cannot)?;
         // Not `runtime.wrap_udp_socket` on Linux: see `socket.rs` (two syscalls fewer per packet).
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let mut socket: Arc<dyn quinn::AsyncUdpSocket> =
             Arc::new(crate::socket::DrainingSocket::new(socket).map_err(cannot)?);
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let mut socket = runtime.wrap_udp_socket(socket).map_err(cannot)?;
+        let mut socket =
+            quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).map_err(cannot)?;
         if let Some(wrap) = &self.config.socket_wrapper {
             socket = wrap(socket);
         }
-        quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            server,
-            socket,
-            runtime,
-        )
-        .map_err(cannot)
+        Ok(driver::Endpoint::new(socket, server))
     }
 
     /// The endpoint calls go out from: the serving one, or a client-only one made on first use.
-    fn endpoint(&self, to: SocketAddr) -> Result<quinn::Endpoint, PulsingError> {
+    fn endpoint(&self, to: SocketAddr) -> Result<driver::Endpoint, PulsingError> {
         if let Some(e) = self.endpoint.get() {
             return Ok(e.clone());
         }
@@ -219,13 +214,13 @@ impl Net {
         &self,
         addr: SocketAddr,
         by: Instant,
-    ) -> Result<quinn::Connection, PulsingError> {
+    ) -> Result<driver::Connection, PulsingError> {
         if let Some(c) = self.live(addr) {
             return Ok(c);
         }
         let endpoint = self.endpoint(addr)?;
         let connecting = endpoint
-            .connect_with(self.client_config()?, addr, SERVER_NAME)
+            .connect(self.client_config()?, addr, SERVER_NAME)
             .map_err(|e| unreachable(addr, format!("QUIC connect: {e}"), Delivery::NotDelivered))?;
         let bound = (Instant::now() + self.config.handshake_timeout).min(by);
         // A QUIC node also listens on TCP at the same port. UDP says nothing when no one listens,
@@ -346,7 +341,7 @@ impl Net {
         Some(PulsingError::Unauthorized(why))
     }
 
-    fn live(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+    fn live(&self, addr: SocketAddr) -> Option<driver::Connection> {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         conns
             .get(&addr)
@@ -407,21 +402,15 @@ impl Net {
             head.extend_from_slice(&(packet.len() as u32).to_be_bytes());
             send.write_all(&head)
                 .await
-                .map_err(|e| lost(&e, write_lost(&e)))?;
+                .map_err(|e| lost(&e, stream_lost(&e)))?;
             send.write_all(&packet)
                 .await
-                .map_err(|e| lost(&e, write_lost(&e)))?;
+                .map_err(|e| lost(&e, stream_lost(&e)))?;
             let _ = send.finish();
             let answer = recv
                 .read_to_end(self.config.http.max_message_size)
                 .await
-                .map_err(|e| {
-                    let c = match &e {
-                        quinn::ReadToEndError::Read(r) => read_lost(r),
-                        quinn::ReadToEndError::TooLong => None,
-                    };
-                    lost(&e, c)
-                })?;
+                .map_err(|e| lost(&e, stream_lost(&e)))?;
             Ok(Bytes::from(answer))
         };
         tokio::time::timeout_at(by, exchange)
@@ -439,7 +428,7 @@ pub(crate) const INCOMING_BUFFER: u64 = 64 * 1024;
 
 /// The TLS alert in a QUIC crypto error `code` (0x100 + alert) when it refuses a certificate:
 /// none presented, or one from another CA, or not signed by its key.
-fn refused_alert(code: quinn::TransportErrorCode) -> Option<AlertDescription> {
+fn refused_alert(code: quinn_proto::TransportErrorCode) -> Option<AlertDescription> {
     let code = u64::from(code);
     if !(0x100..0x200).contains(&code) {
         return None;
@@ -460,16 +449,9 @@ fn refused_alert(code: quinn::TransportErrorCode) -> Option<AlertDescription> {
     .then_some(alert)
 }
 
-fn read_lost(e: &ReadError) -> Option<&ConnectionError> {
+fn stream_lost(e: &StreamError) -> Option<&ConnectionError> {
     match e {
-        ReadError::ConnectionLost(c) => Some(c),
-        _ => None,
-    }
-}
-
-fn write_lost(e: &WriteError) -> Option<&ConnectionError> {
-    match e {
-        WriteError::ConnectionLost(c) => Some(c),
+        StreamError::ConnectionLost(c) => Some(c),
         _ => None,
     }
 }
@@ -480,12 +462,8 @@ fn write_lost(e: &WriteError) -> Option<&ConnectionError> {
 fn as_tls_refusal(e: io::Error) -> io::Error {
     let alert = e
         .get_ref()
-        .and_then(|inner| {
-            inner
-                .downcast_ref::<ReadError>()
-                .and_then(read_lost)
-                .or_else(|| inner.downcast_ref::<WriteError>().and_then(write_lost))
-        })
+        .and_then(|inner| inner.downcast_ref::<StreamError>())
+        .and_then(stream_lost)
         .and_then(|c| match c {
             ConnectionError::ConnectionClosed(c) => refused_alert(c.error_code),
             _ => None,
@@ -500,7 +478,7 @@ fn as_tls_refusal(e: io::Error) -> io::Error {
 }
 
 /// A QUIC receive stream as a link's reader (errors through [`as_tls_refusal`]).
-pub(crate) struct QuicReader(pub(crate) quinn::RecvStream);
+pub(crate) struct QuicReader(pub(crate) RecvStream);
 
 impl AsyncRead for QuicReader {
     fn poll_read(
@@ -552,13 +530,13 @@ impl Dial for QuicDial {
 
 /// A QUIC send stream as a link's writer. The stream can be taken back when the link ends
 /// ([`QuicWriter::handle`]), to finish it and wait until the peer read it all.
-pub(crate) struct QuicWriter(Arc<Mutex<Option<quinn::SendStream>>>);
+pub(crate) struct QuicWriter(Arc<Mutex<Option<SendStream>>>);
 
 /// The stream of a [`QuicWriter`], kept by whoever opened it.
-pub(crate) type StreamHandle = Arc<Mutex<Option<quinn::SendStream>>>;
+pub(crate) type StreamHandle = Arc<Mutex<Option<SendStream>>>;
 
 impl QuicWriter {
-    pub(crate) fn new(send: quinn::SendStream) -> QuicWriter {
+    pub(crate) fn new(send: SendStream) -> QuicWriter {
         QuicWriter(Arc::new(Mutex::new(Some(send))))
     }
 
@@ -567,13 +545,14 @@ impl QuicWriter {
         self.0.clone()
     }
 
-    fn poll(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    /// Writes what the stream takes now; when it takes nothing, `cx`'s waker (if any) is woken
+    /// once it can.
+    fn poll(&self, cx: Option<&mut Context<'_>>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match s.as_mut() {
-            Some(s) => match AsyncWrite::poll_write(Pin::new(s), cx, buf) {
-                Poll::Ready(Err(e)) => Poll::Ready(Err(as_tls_refusal(e))),
-                other => other,
-            },
+            Some(s) => s
+                .poll_write(cx, buf)
+                .map_err(|e| as_tls_refusal(io::Error::from(e))),
             None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         }
     }
@@ -591,10 +570,9 @@ pub(crate) async fn finish(handle: &StreamHandle, bound: Duration) {
 
 impl LinkWriter for QuicWriter {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        // Polled with a waker that does nothing: if the stream cannot take bytes now, the outbox
-        // hands them to its writer task, which polls again with its own waker.
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.poll(&mut cx, buf) {
+        // Polled without a waker: if the stream cannot take bytes now, the outbox hands them to
+        // its writer task, which polls again with its own.
+        match self.poll(None, buf) {
             Poll::Ready(r) => r,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
@@ -606,7 +584,7 @@ impl LinkWriter for QuicWriter {
     ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>> {
         Box::pin(async move {
             while !buf.is_empty() {
-                let n = std::future::poll_fn(|cx| self.poll(cx, buf)).await?;
+                let n = std::future::poll_fn(|cx| self.poll(Some(cx), buf)).await?;
                 buf = &buf[n..];
             }
             Ok(())
@@ -618,8 +596,8 @@ impl LinkWriter for QuicWriter {
 mod tests {
     use super::*;
 
-    fn closed_by_peer(code: quinn::TransportErrorCode) -> ConnectionError {
-        ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+    fn closed_by_peer(code: quinn_proto::TransportErrorCode) -> ConnectionError {
+        ConnectionError::ConnectionClosed(quinn_proto::ConnectionClose {
             error_code: code,
             frame_type: None,
             reason: Bytes::new(),
@@ -628,7 +606,7 @@ mod tests {
 
     #[test]
     fn only_certificate_alerts_are_refusals() {
-        let crypto = quinn::TransportErrorCode::crypto;
+        let crypto = quinn_proto::TransportErrorCode::crypto;
         assert_eq!(refused_alert(crypto(48)), Some(AlertDescription::UnknownCA));
         assert_eq!(
             refused_alert(crypto(116)),
@@ -637,7 +615,7 @@ mod tests {
         // no_application_protocol: not a Pulsing peer, not a question of secrets.
         assert_eq!(refused_alert(crypto(120)), None);
         assert_eq!(
-            refused_alert(quinn::TransportErrorCode::CONNECTION_REFUSED),
+            refused_alert(quinn_proto::TransportErrorCode::CONNECTION_REFUSED),
             None
         );
     }
@@ -646,19 +624,21 @@ mod tests {
     fn a_peer_refusing_the_certificate_is_unauthorized_naming_it() {
         let net = Net::new(QuicConfig::default()).unwrap();
         let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
-        let refused = closed_by_peer(quinn::TransportErrorCode::crypto(116));
+        let refused = closed_by_peer(quinn_proto::TransportErrorCode::crypto(116));
         let e = net.refusal(addr, &refused).expect("a refusal");
         assert!(matches!(e, PulsingError::Unauthorized(_)), "{e:?}");
         assert!(e.to_string().contains("127.0.0.1:7001"), "{e}");
         assert!(e.to_string().contains("no cluster secret"), "{e}");
-        let refused_streams = closed_by_peer(quinn::TransportErrorCode::CONNECTION_REFUSED);
+        let refused_streams = closed_by_peer(quinn_proto::TransportErrorCode::CONNECTION_REFUSED);
         assert!(net.refusal(addr, &refused_streams).is_none());
         assert!(net.refusal(addr, &ConnectionError::TimedOut).is_none());
     }
 
     #[test]
     fn a_link_read_ended_by_a_refusal_reads_as_a_tls_alert() {
-        let lost = ReadError::ConnectionLost(closed_by_peer(quinn::TransportErrorCode::crypto(42)));
+        let lost = StreamError::ConnectionLost(closed_by_peer(
+            quinn_proto::TransportErrorCode::crypto(42),
+        ));
         let e = as_tls_refusal(io::Error::from(lost));
         let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
         assert_eq!(
@@ -675,7 +655,7 @@ mod tests {
             "{reported:?}"
         );
 
-        let other = as_tls_refusal(io::Error::from(ReadError::ConnectionLost(
+        let other = as_tls_refusal(io::Error::from(StreamError::ConnectionLost(
             ConnectionError::TimedOut,
         )));
         assert!(other

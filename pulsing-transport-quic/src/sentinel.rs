@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pulsing_transport_http::codec::link::{self, LinkDecoder, LinkFrame, LINK_PREFACE};
-use quinn::VarInt;
+use quinn_proto::VarInt;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ use crate::tls::SERVER_NAME;
 /// Pulsing node) gets no sentinel; its QUIC connection is left alone. Ends with `conn`.
 pub(crate) async fn watch(
     tcp: TcpStream,
-    conn: quinn::Connection,
+    conn: crate::driver::Connection,
     max_message: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
     bound: Duration,

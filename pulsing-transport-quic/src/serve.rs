@@ -12,18 +12,19 @@ use std::sync::Arc;
 use pulsing_core::InboundHandler;
 use pulsing_transport_http::codec::link::LINK_PREFACE;
 use pulsing_transport_http::link::{serve_link, LinkReader, LinkWriter};
-use quinn::VarInt;
+use quinn_proto::VarInt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::driver::{self, RecvStream, SendStream};
 use crate::net::{self, Net, QuicWriter, GOSSIP_PREFACE};
 use crate::tls::ALPN;
 
 /// Accepts connections on `endpoint` until `shutdown`.
 pub(crate) async fn accept_loop(
-    endpoint: quinn::Endpoint,
+    endpoint: driver::Endpoint,
     net: Arc<Net>,
     handler: Arc<dyn InboundHandler>,
     shutdown: CancellationToken,
@@ -73,7 +74,7 @@ struct Permits {
 }
 
 async fn serve_connection(
-    incoming: quinn::Incoming,
+    incoming: driver::Incoming,
     permits: Permits,
     net: Arc<Net>,
     handler: Arc<dyn InboundHandler>,
@@ -85,7 +86,10 @@ async fn serve_connection(
         _connection: _held,
         handshake,
     } = permits;
-    let handshook = tokio::time::timeout(net.config.handshake_timeout * 3, incoming).await;
+    let handshook = match incoming.accept() {
+        Ok(connecting) => tokio::time::timeout(net.config.handshake_timeout * 3, connecting).await,
+        Err(e) => Ok(Err(e)),
+    };
     drop(handshake);
     let conn = match handshook {
         Ok(Ok(c)) => c,
@@ -101,7 +105,10 @@ async fn serve_connection(
     };
     let alpn = conn
         .handshake_data()
-        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| {
+            d.downcast::<quinn_proto::crypto::rustls::HandshakeData>()
+                .ok()
+        })
         .and_then(|d| d.protocol);
     if alpn.as_deref() != Some(ALPN) {
         conn.close(VarInt::from_u32(1), b"ALPN pulsing/1 required");
@@ -139,8 +146,8 @@ async fn serve_connection(
 }
 
 async fn serve_stream(
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendStream,
+    mut recv: RecvStream,
     peer: SocketAddr,
     net: Arc<Net>,
     handler: Arc<dyn InboundHandler>,

@@ -1,8 +1,9 @@
 //! [`DrainingSocket`]: quinn's UDP socket for Tokio, less one syscall per packet received.
 //!
-//! quinn's endpoint reads datagrams until the socket says `EAGAIN`: after every batch, one more
-//! `recvmmsg` that finds nothing. On a request/response link that is one wasted syscall per packet
-//! on each side (measured: 4 `recvmmsg` per round trip, 2 of them empty). A `recvmmsg` that
+//! An endpoint's driver (`crate::driver`, as quinn's own) reads datagrams until the socket says
+//! `EAGAIN`: after every batch, one more `recvmmsg` that finds nothing. On a request/response link
+//! that is one wasted syscall per packet on each side (measured: 4 `recvmmsg` per round trip, 2 of
+//! them empty). A `recvmmsg` that
 //! returns fewer datagrams than it had room for has emptied the socket's queue, so this socket
 //! then clears its read readiness itself, for the readiness it observed before that read: a
 //! datagram arriving later raises a new readiness (a new tick of Tokio's), which the clear does not
@@ -138,15 +139,15 @@ impl AsyncUdpSocket for DrainingSocket {
 }
 
 /// What a [`Writable`] waits on: room in the socket (or, if no descriptor could be had to watch
-/// for it, a short pause before quinn tries again).
+/// for it, a short pause before the driver tries again).
 type Wait = std::sync::Mutex<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>>;
 
-/// How long quinn pauses before trying a full socket again when no descriptor is left to watch
+/// How long the driver pauses before trying a full socket again when no descriptor is left to watch
 /// for room (`dup` failed: the process is out of file descriptors).
 const NO_WATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// quinn's wait for room to send, one per connection (quinn may make any number for one socket,
-/// each waking its own task): each waits with a future of its own on the shared writability
+/// A wait for room to send. The `AsyncUdpSocket` contract allows any number for one socket, each
+/// waking its own task (quinn's driver makes one per connection, ours one per endpoint): each waits with a future of its own on the shared writability
 /// registration, which wakes every waiter.
 struct Writable {
     socket: Arc<DrainingSocket>,
@@ -229,8 +230,8 @@ mod tests {
         }
     }
 
-    /// Two connections' pollers wait on a full socket: room wakes both (quinn makes one poller per
-    /// connection, each responsible for its own task).
+    /// Two pollers wait on a full socket: room wakes both (the `AsyncUdpSocket` contract: quinn's
+    /// driver makes one poller per connection, each responsible for its own task).
     #[tokio::test(flavor = "current_thread")]
     async fn room_in_a_full_socket_wakes_every_waiting_poller() {
         let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
