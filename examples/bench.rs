@@ -10,6 +10,8 @@
 //!
 //! `--scenario` also takes one part of `local` or `remote` (`local_ask`, `remote_tell`, ...).
 //! `--ops N` sets the operations of every scenario run (default: per scenario, below).
+//! `--no-floors` runs `remote_ask` without its interleaved floors: for profiling the ask alone (its
+//! instructions per round trip: the difference of two callgrind runs with different `--ops`).
 //! `--transport` (remote only; default `http`) takes `http`, `quic` (needs `--features quic`) or a
 //! comma-separated list: each transport runs every remote scenario in a block of its own, on fresh
 //! nodes, one block after the other; every line says its `"transport"`.
@@ -124,10 +126,11 @@ fn parse_args() -> Args {
             "--runtime" => args.runtime = Some(val()),
             "--transport" => args.transport = val(),
             "--secret" => args.secret = Some(val()),
+            "--no-floors" => remote::NO_FLOORS.store(true, std::sync::atomic::Ordering::Relaxed),
             "-h" | "--help" => {
                 eprintln!(
                     "usage: bench --scenario local|remote|<one of their parts> \
-                     [--transport http|quic|http,quic] [--secret S] [--ops N] \
+                     [--transport http|quic|http,quic] [--secret S] [--ops N] [--no-floors] \
                      [--runtime multi|current|split|process]; see the doc comment of \
                      examples/bench.rs"
                 );

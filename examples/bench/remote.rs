@@ -25,6 +25,11 @@ use process::{client_process, serve_process};
 /// The `--runtime` of this run, printed in every JSON line.
 static RUNTIME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// `--no-floors`: `remote_ask` without the floors interleaved (for profiling the ask alone, e.g.
+/// its instructions per round trip under callgrind; no `vs_` ratios then).
+pub(crate) static NO_FLOORS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 fn rt_name() -> &'static str {
     RUNTIME.get().map_or("split", String::as_str)
 }
@@ -346,6 +351,7 @@ async fn sequential(
     let mut floors: Vec<_> = floors(served)
         .await
         .into_iter()
+        .filter(|_| !NO_FLOORS.load(std::sync::atomic::Ordering::Relaxed))
         .map(|(name, f)| (name, f, Sequential::new(ops)))
         .collect();
     let mut a = Sequential::new(if ask { ops } else { 0 });

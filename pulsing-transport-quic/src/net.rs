@@ -129,8 +129,8 @@ impl Net {
     }
 
     /// The server side of the endpoint's configuration. Connection attempts not yet handled
-    /// (quinn's `Incoming`) are bounded by [`QuicConfig::max_handshakes`], and what each may
-    /// buffer by [`INCOMING_BUFFER`]: quinn refuses the ones over the bound itself.
+    /// (quinn-proto's `Incoming`) are bounded by [`QuicConfig::max_handshakes`], and what each may
+    /// buffer by [`INCOMING_BUFFER`]: quinn-proto refuses the ones over the bound itself.
     pub(crate) fn server_config(&self) -> Result<quinn_proto::ServerConfig, PulsingError> {
         let crypto = QuicServerConfig::try_from(self.tls().server.clone())
             .map_err(|e| PulsingError::Config(format!("QUIC server TLS: {e}")))?;
