@@ -102,14 +102,17 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared.state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Wakes what `state` collected and lets the lock go. Woken under the lock, which keeps the list's
-/// memory for the next time: a Tokio wake only queues the task, and a task woken on another
-/// worker waits at most for this.
+/// Lets the lock go, then wakes what `state` collected: a waker may run anything, and none of it
+/// may wait for this lock.
 fn release(mut state: MutexGuard<'_, State>) {
-    for w in state.wakes.drain(..) {
+    if state.wakes.is_empty() {
+        return;
+    }
+    let wakes = std::mem::take(&mut state.wakes);
+    drop(state);
+    for w in wakes {
         w.wake();
     }
-    drop(state);
 }
 
 impl Endpoint {
