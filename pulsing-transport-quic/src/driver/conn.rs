@@ -217,7 +217,7 @@ impl Connection {
     }
 
     /// Runs `f` on the connection under the lock, then passes on its events and sends its
-    /// packets; `None` if the connection is forgotten (it cannot be while a handle exists).
+    /// packets. (The connection is there: it is forgotten only once no handle is left.)
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut Conn, &mut Vec<Waker>) -> R) -> R {
         let mut st = lock(&self.shared);
         let st_ref = &mut *st;
