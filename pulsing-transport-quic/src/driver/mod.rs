@@ -549,3 +549,6 @@ async fn drive(shared: Arc<Shared>) {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests;
