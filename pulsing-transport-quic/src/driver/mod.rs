@@ -123,8 +123,12 @@ impl Endpoint {
         server: Option<proto::ServerConfig>,
     ) -> Endpoint {
         let segments = socket.max_transmit_segments().clamp(1, MAX_SEGMENTS);
+        let config = proto::EndpointConfig::default();
+        // Room for the largest datagram the endpoint accepts, times what GRO may coalesce.
+        let stride = config.get_max_udp_payload_size().min(64 * 1024) as usize
+            * socket.max_receive_segments().max(1);
         let ep = proto::Endpoint::new(
-            Arc::new(proto::EndpointConfig::default()),
+            Arc::new(config),
             server.map(Arc::new),
             !socket.may_fragment(),
             None,
@@ -149,7 +153,7 @@ impl Endpoint {
             }),
             socket,
         });
-        tokio::spawn(drive(shared.clone()));
+        tokio::spawn(drive(shared.clone(), stride));
         Endpoint { shared }
     }
 
@@ -245,10 +249,7 @@ impl Incoming {
 
     fn refuse_inner(&mut self) {
         if let Some(i) = self.inner.take() {
-            let mut st = lock(&self.shared);
-            let mut buf = Vec::new();
-            let t = st.ep.refuse(i, &mut buf);
-            send_now(&*self.shared.socket, &t, &buf);
+            lock(&self.shared).refuse(&*self.shared.socket, i);
         }
     }
 }
@@ -256,6 +257,14 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         self.refuse_inner();
+    }
+}
+
+/// Puts connection `id` in the driver's dirty list, once.
+fn mark_dirty(dirty: &mut Vec<u64>, c: &mut Conn, id: u64) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(id);
     }
 }
 
@@ -333,6 +342,13 @@ impl State {
         }
     }
 
+    /// Refuses a connection attempt (QUIC `CONNECTION_REFUSED`).
+    fn refuse(&mut self, socket: &dyn AsyncUdpSocket, i: proto::Incoming) {
+        self.buf.clear();
+        let t = self.ep.refuse(i, &mut self.buf);
+        send_now(socket, &t, &self.buf);
+    }
+
     fn close_all(&mut self, shared: &Shared, code: VarInt, reason: &[u8]) {
         self.closed = true;
         let reason = Bytes::copy_from_slice(reason);
@@ -343,10 +359,8 @@ impl State {
             }
             self.process(shared, id);
         }
-        for i in self.incoming.drain(..) {
-            let mut buf = Vec::new();
-            let t = self.ep.refuse(i, &mut buf);
-            send_now(&*shared.socket, &t, &buf);
+        for i in std::mem::take(&mut self.incoming) {
+            self.refuse(&*shared.socket, i);
         }
         if let Some(w) = self.accepting.take() {
             self.wakes.push(w);
@@ -372,18 +386,13 @@ impl State {
                 if let Some(&id) = self.ids.get(&ch) {
                     if let Some(c) = self.conns.get_mut(&id) {
                         c.inner.handle_event(e);
-                        if !c.dirty {
-                            c.dirty = true;
-                            self.dirty.push(id);
-                        }
+                        mark_dirty(&mut self.dirty, c, id);
                     }
                 }
             }
             Some(DatagramEvent::NewConnection(i)) => {
                 if self.closed {
-                    let mut buf = Vec::new();
-                    let t = self.ep.refuse(i, &mut buf);
-                    send_now(&*shared.socket, &t, &buf);
+                    self.refuse(&*shared.socket, i);
                 } else {
                     self.incoming.push_back(i);
                     if let Some(w) = self.accepting.take() {
@@ -420,10 +429,7 @@ impl State {
                 Some(_) => c.inner.handle_timeout(now),
                 None => {}
             }
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
-            }
+            mark_dirty(&mut self.dirty, c, id);
         }
     }
 
@@ -440,9 +446,8 @@ impl State {
 }
 
 /// The driver task of an endpoint (see the module docs).
-async fn drive(shared: Arc<Shared>) {
+async fn drive(shared: Arc<Shared>, stride: usize) {
     let socket = shared.socket.clone();
-    let stride = 64 * 1024 * socket.max_receive_segments().max(1);
     let mut recv_buf = vec![0u8; stride * RECV_BUFS];
     let mut iovs: Vec<IoSliceMut<'_>> = recv_buf.chunks_mut(stride).map(IoSliceMut::new).collect();
     let mut metas = [RecvMeta::default(); RECV_BUFS];

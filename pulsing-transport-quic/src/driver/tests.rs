@@ -26,6 +26,14 @@ fn endpoint(server: Option<ServerConfig>) -> (Endpoint, SocketAddr) {
     (Endpoint::new(socket, server), addr)
 }
 
+/// Asserts that the peer closed the connection with `code`.
+fn closed_with(why: ConnectionError, code: u32) {
+    assert!(
+        matches!(why, ConnectionError::ApplicationClosed(ref c) if c.error_code == VarInt::from_u32(code)),
+        "{why:?}"
+    );
+}
+
 /// A serving endpoint and a calling one, connected; the connection from each side.
 async fn pair() -> (Endpoint, Connection, Endpoint, Connection) {
     let tls = Tls::self_signed().unwrap();
@@ -97,11 +105,7 @@ async fn the_last_handle_gone_closes_the_connection_for_the_peer() {
     drop((cc, send, recv));
     assert!(sc.close_reason().is_none(), "a handle is left");
     drop(extra);
-    let why = bounded("closed", sc.closed()).await;
-    assert!(
-        matches!(why, ConnectionError::ApplicationClosed(ref c) if c.error_code == VarInt::from_u32(0)),
-        "{why:?}"
-    );
+    closed_with(bounded("closed", sc.closed()).await, 0);
     // Streams of a closed connection fail at once.
     assert!(sc.open_bi().await.is_err());
 }
@@ -112,11 +116,7 @@ async fn a_closed_endpoint_ends_its_accepts_and_its_connections() {
     s.close(VarInt::from_u32(3), b"bye");
     assert!(bounded("accept", s.accept()).await.is_none());
     assert_eq!(sc.close_reason(), Some(ConnectionError::LocallyClosed));
-    let why = bounded("closed", cc.closed()).await;
-    assert!(
-        matches!(why, ConnectionError::ApplicationClosed(ref c) if c.error_code == VarInt::from_u32(3)),
-        "{why:?}"
-    );
+    closed_with(bounded("closed", cc.closed()).await, 3);
     assert!(matches!(
         cc.open_bi().await,
         Err(ConnectionError::ApplicationClosed(_))
