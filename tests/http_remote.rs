@@ -519,3 +519,75 @@ async fn a_full_mailbox_holds_back_its_own_actor_not_the_link() {
     })
     .await;
 }
+
+/// An ask's reply is written by whoever answers it (the actor's task), with no task of the link's
+/// waiting for it: an ask whose caller gave up is skipped by the mailbox and counted, and an ask
+/// whose link ended is answered into nothing, while the node goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_ask_given_up_is_skipped_and_a_reply_after_its_link_ended_goes_nowhere() {
+    bounded(async {
+        let node = echo_node().await;
+        let me = caller(Duration::from_secs(10)).await;
+        let echo = me.remote_ref(node.addr, "echo").unwrap();
+        let expired = || node.system.stats().expired_asks;
+        let before = expired();
+        // The link is open before the calls below.
+        echo.ask(Message::single("ping", "open")).await.unwrap();
+
+        // `hold` keeps `echo` busy; five asks behind it give up after 150 ms.
+        let held = tokio::spawn({
+            let echo = echo.clone();
+            async move { echo.ask(Message::single("hold", "first")).await }
+        });
+        // Sent before the others (one link, in order), so they queue behind it.
+        let until = Instant::now() + Duration::from_secs(5);
+        while me.stats().in_flight_asks == 0 {
+            assert!(Instant::now() < until, "`hold` was never sent");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let late = (0..5).map(|i| {
+            let echo = echo.clone();
+            async move {
+                echo.ask_with_timeout(
+                    Message::single("ping", i.to_string()),
+                    Duration::from_millis(150),
+                )
+                .await
+            }
+        });
+        for r in futures_util::future::join_all(late).await {
+            assert!(r.unwrap_err().is_timeout());
+        }
+        node.gate.add_permits(1);
+        let reply = held.await.unwrap().unwrap();
+        assert_eq!(reply.payload().unwrap().as_ref(), b"first");
+        let until = Instant::now() + Duration::from_secs(5);
+        while expired() < before + 5 {
+            assert!(
+                Instant::now() < until,
+                "expired asks: {}",
+                expired() - before
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // A caller that leaves while its ask waits in `echo`: the reply comes after the link
+        // ended, and the node keeps answering others on the same actor.
+        let gone = caller(Duration::from_secs(10)).await;
+        let asked = tokio::spawn({
+            let echo = gone.remote_ref(node.addr, "echo").unwrap();
+            async move { echo.ask(Message::single("hold", "gone")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        gone.shutdown().await;
+        assert!(asked.await.unwrap().is_err());
+        node.gate.add_permits(1);
+        let reply = echo.ask(Message::single("ping", "after")).await.unwrap();
+        assert_eq!(reply.payload().unwrap().as_ref(), b"after");
+
+        me.shutdown().await;
+        node.system.shutdown().await;
+    })
+    .await;
+}

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::cell::LocalCell;
 use crate::error::PulsingError;
-use crate::mailbox::{Envelope, TryTellError};
+use crate::mailbox::{Envelope, ReplyTo, TryTellError};
 use crate::message::{Message, MessageStream};
 use crate::name::ActorName;
 use crate::stats::InFlight;
@@ -333,26 +333,41 @@ pub(crate) async fn queue_ask(
     timeout: Duration,
 ) -> Result<QueuedAsk, PulsingError> {
     let (tx, rx) = oneshot::channel();
-    let env = Envelope {
-        msg,
-        reply: Some(tx),
-    };
-    // Read the clock only when the mailbox is full: the common path costs one clock read (the reply
-    // timer's).
-    let remaining = match cell.mailbox.try_push_env(env) {
-        Ok(()) => timeout,
-        Err(env) => {
-            let queued_at = tokio::time::Instant::now();
-            let wait = cell.shared.config.mailbox_wait.min(timeout);
-            cell.mailbox.push(env, wait, &cell.name).await?;
-            timeout.saturating_sub(queued_at.elapsed())
-        }
-    };
+    let remaining = enqueue_ask(cell, msg, ReplyTo::Channel(tx), timeout)
+        .await
+        .map_err(|(e, _)| e)?;
     Ok(QueuedAsk {
         rx,
         remaining,
         timeout,
     })
+}
+
+/// Queues an ask whose reply goes to `reply`, waiting for room as [`queue_ask`] does; returns the
+/// time left of `timeout`. Not queued, it gives `reply` back, unanswered.
+pub(crate) async fn enqueue_ask(
+    cell: &LocalCell,
+    msg: Message,
+    reply: ReplyTo,
+    timeout: Duration,
+) -> Result<Duration, (PulsingError, Option<ReplyTo>)> {
+    let env = Envelope {
+        msg,
+        reply: Some(reply),
+    };
+    // Read the clock only when the mailbox is full: the common path costs one clock read (the reply
+    // timer's).
+    match cell.mailbox.try_push_env(env) {
+        Ok(()) => Ok(timeout),
+        Err(env) => {
+            let queued_at = tokio::time::Instant::now();
+            let wait = cell.shared.config.mailbox_wait.min(timeout);
+            match cell.mailbox.push_or_return(env, wait, &cell.name).await {
+                Ok(()) => Ok(timeout.saturating_sub(queued_at.elapsed())),
+                Err((e, env)) => Err((e, env.reply)),
+            }
+        }
+    }
 }
 
 impl fmt::Debug for ActorRef {

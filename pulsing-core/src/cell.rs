@@ -410,9 +410,7 @@ async fn restart<A: Actor>(
 /// Sends the outcome to the asker, or, for a tell, records a failure nobody else would see.
 fn answer(shared: &Shared, reply: Option<ReplyTo>, result: Result<Message, PulsingError>) {
     match reply {
-        Some(r) => {
-            let _ = r.send(result);
-        }
+        Some(r) => r.send(result),
         None => {
             if let Err(e) = result {
                 shared.counters.count_error(&e);
@@ -514,7 +512,7 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(r) = self.reply.take() {
-            let _ = r.send(Err(PulsingError::Stopped(self.cell.name.to_string())));
+            r.send(Err(PulsingError::Stopped(self.cell.name.to_string())));
         }
     }
 }

@@ -103,7 +103,9 @@ pub use name::{ActorName, MAX_NAME_LEN};
 pub use security::{Secret, Security, SECRET_ENV};
 pub use stats::SystemStats;
 pub use system::{ActorSystem, SpawnOptions};
-pub use transport::{InboundHandler, NoTransport, NodeId, PendingReply, RemoteTarget, Transport};
+pub use transport::{
+    InboundHandler, NoTransport, NodeId, PendingReply, RemoteTarget, ReplySink, Transport,
+};
 pub use visibility::{Visibility, ANONYMOUS_PREFIX};
 pub use wire_ref::{WireRef, REF_EXT_TYPE};
 

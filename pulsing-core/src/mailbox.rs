@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::PulsingError;
 use crate::message::Message;
 use crate::name::ActorName;
+use crate::transport::ReplySink;
 
 /// Default mailbox capacity, in messages.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
@@ -40,7 +41,67 @@ pub const MAX_TAKE: usize = 32;
 pub const DEFAULT_MAILBOX_WAIT: Duration = Duration::from_secs(5);
 
 /// Where the reply to an ask goes.
-pub(crate) type ReplyTo = oneshot::Sender<Result<Message, PulsingError>>;
+pub(crate) enum ReplyTo {
+    /// A caller waiting on this node (a local ask, or a transport awaiting a
+    /// [`PendingReply`](crate::PendingReply)). Dropped unanswered, the caller sees the actor stopped.
+    Channel(oneshot::Sender<Result<Message, PulsingError>>),
+    /// A transport's writer ([`InboundHandler::ask_then`](crate::InboundHandler::ask_then)), called
+    /// on whichever thread answers, so no task waits for the reply.
+    Sink(SinkReply),
+}
+
+impl ReplyTo {
+    /// Answers the ask.
+    pub(crate) fn send(self, result: Result<Message, PulsingError>) {
+        match self {
+            ReplyTo::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Sink(mut s) => {
+                if let Some(sink) = s.sink.take() {
+                    sink.send(result);
+                }
+            }
+        }
+    }
+
+    /// Whether the caller gave up, so the answer would be dropped.
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            ReplyTo::Channel(tx) => tx.is_closed(),
+            ReplyTo::Sink(s) => s.sink.as_ref().is_none_or(ReplySink::is_cancelled),
+        }
+    }
+}
+
+/// A [`ReplySink`] in a mailbox: dropped unanswered (the actor stopped, the envelope was discarded),
+/// it answers [`PulsingError::Stopped`], as a dropped [`ReplyTo::Channel`] does.
+pub(crate) struct SinkReply {
+    sink: Option<ReplySink>,
+    actor: ActorName,
+}
+
+impl SinkReply {
+    pub(crate) fn new(sink: ReplySink, actor: ActorName) -> SinkReply {
+        SinkReply {
+            sink: Some(sink),
+            actor,
+        }
+    }
+
+    /// Takes the sink back unanswered (the ask was not queued after all: the caller answers).
+    pub(crate) fn defuse(mut self) -> Option<ReplySink> {
+        self.sink.take()
+    }
+}
+
+impl Drop for SinkReply {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.send(Err(PulsingError::Stopped(self.actor.to_string())));
+        }
+    }
+}
 
 /// A message in a mailbox, with the channel for its reply (`None` for a tell).
 pub(crate) struct Envelope {
@@ -127,17 +188,33 @@ impl MailboxSender {
         wait: Duration,
         name: &ActorName,
     ) -> Result<(), PulsingError> {
+        self.push_or_return(env, wait, name)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// As [`push`](Self::push), but a message that was not queued comes back with the error.
+    pub(crate) async fn push_or_return(
+        &self,
+        env: Envelope,
+        wait: Duration,
+        name: &ActorName,
+    ) -> Result<(), (PulsingError, Envelope)> {
         // Fast path: no timer when there is room.
         match self.tx.try_send(env) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(PulsingError::Stopped(name.to_string()))
+            Err(mpsc::error::TrySendError::Closed(env)) => {
+                Err((PulsingError::Stopped(name.to_string()), env))
             }
             Err(mpsc::error::TrySendError::Full(env)) => {
-                match tokio::time::timeout(wait, self.tx.send(env)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(PulsingError::Stopped(name.to_string())),
-                    Err(_) => Err(PulsingError::MailboxFull(name.to_string())),
+                // Waits for a slot, not with the envelope, so a wait that fails still has it.
+                match tokio::time::timeout(wait, self.tx.reserve()).await {
+                    Ok(Ok(permit)) => {
+                        permit.send(env);
+                        Ok(())
+                    }
+                    Ok(Err(_)) => Err((PulsingError::Stopped(name.to_string()), env)),
+                    Err(_) => Err((PulsingError::MailboxFull(name.to_string()), env)),
                 }
             }
         }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,6 +185,62 @@ pub trait Transport: Send + Sync + 'static {
 pub type PendingReply =
     Pin<Box<dyn Future<Output = Result<Message, PulsingError>> + Send + 'static>>;
 
+/// Where a transport wants the reply to an ask written ([`InboundHandler::ask_then`]): a function
+/// called once with the outcome, on whichever thread answers (the actor's task, or a thread of the
+/// Python module's), so that no task of the transport's waits for each reply.
+///
+/// The function must not block: write the reply to a buffer, or spawn what has to wait (a stream's
+/// items). Its `cancelled` flag, set by the transport when the caller gives up, and its deadline,
+/// the caller's (see [`until`](Self::until)), let a mailbox that has not reached the ask skip it
+/// (at-most-once).
+pub struct ReplySink {
+    cancelled: Arc<AtomicBool>,
+    deadline: Option<std::time::Instant>,
+    write: Box<dyn FnOnce(Result<Message, PulsingError>) + Send>,
+}
+
+impl ReplySink {
+    /// A sink calling `write` with the reply; `cancelled`, once set, marks the ask as given up.
+    pub fn new(
+        cancelled: Arc<AtomicBool>,
+        write: impl FnOnce(Result<Message, PulsingError>) + Send + 'static,
+    ) -> ReplySink {
+        ReplySink {
+            cancelled,
+            deadline: None,
+            write: Box::new(write),
+        }
+    }
+
+    /// The caller gives up at `deadline`: from then on the ask counts as given up, even before the
+    /// caller's word of it arrives.
+    pub fn until(mut self, deadline: std::time::Instant) -> ReplySink {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Whether the transport marked the ask as given up, or its deadline passed.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+            || self
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// Writes the reply.
+    pub fn send(self, result: Result<Message, PulsingError>) {
+        (self.write)(result);
+    }
+}
+
+impl fmt::Debug for ReplySink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplySink")
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a transport calls for inbound traffic. The actor system implements it.
 ///
 /// Only **public** and **anonymous** actors are reachable through it (see
@@ -220,6 +277,26 @@ pub trait InboundHandler: Send + Sync + 'static {
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<PendingReply, PulsingError>;
+
+    /// As [`ask_queued`](Self::ask_queued), but the reply goes to `sink` instead of a future to
+    /// await: once queued, the ask is answered by calling `sink` (with the actor's reply, or an
+    /// error such as [`PulsingError::Stopped`]) exactly once. `Err` means it was not queued: `sink`
+    /// was not called and will not be; the caller answers with the error.
+    ///
+    /// The system's handler puts `sink` in the mailbox, so the actor's own task writes the reply;
+    /// it sets no timer of its own (the caller bounds its ask, and says when it gave up with the
+    /// sink's flag). The default awaits [`ask_queued`](Self::ask_queued)'s reply on a task.
+    async fn ask_then(
+        &self,
+        name: &str,
+        msg: Message,
+        timeout: Option<Duration>,
+        sink: ReplySink,
+    ) -> Result<(), PulsingError> {
+        let reply = self.ask_queued(name, msg, timeout).await?;
+        tokio::spawn(async move { sink.send(reply.await) });
+        Ok(())
+    }
 
     /// Records `count` dead letters: messages to `to` (an actor name, or a node address when the
     /// link to it broke) whose sender had already been told they were sent (pipelined tells) and

@@ -11,11 +11,11 @@ use super::{ActorSystem, SystemInner};
 use crate::actor_ref::{self, ActorRef};
 use crate::cell::LocalCell;
 use crate::error::PulsingError;
-use crate::mailbox::Envelope;
+use crate::mailbox::{Envelope, ReplyTo, SinkReply};
 use crate::message::Message;
 use crate::name::ActorName;
 use crate::stats::SystemStats;
-use crate::transport::{InboundHandler, NodeId, PendingReply};
+use crate::transport::{InboundHandler, NodeId, PendingReply, ReplySink};
 
 /// The system as the transport sees it. Holds a weak reference so the transport (owned by the system)
 /// does not keep the system alive.
@@ -69,6 +69,29 @@ impl InboundHandler for Inbound {
         let queued = actor_ref::queue_ask(&cell, msg, timeout).await?;
         let name = cell.name.clone();
         Ok(Box::pin(async move { queued.reply(&name).await }))
+    }
+
+    async fn ask_then(
+        &self,
+        name: &str,
+        msg: Message,
+        timeout: Option<Duration>,
+        sink: ReplySink,
+    ) -> Result<(), PulsingError> {
+        let system = self.system()?;
+        let cell = self.served(&system, name)?;
+        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
+        let reply = ReplyTo::Sink(SinkReply::new(sink, cell.name.clone()));
+        match actor_ref::enqueue_ask(&cell, msg, reply, timeout).await {
+            Ok(_) => Ok(()),
+            Err((e, reply)) => {
+                // Not queued: the caller answers with `e`, so the sink must not answer `Stopped`.
+                if let Some(ReplyTo::Sink(s)) = reply {
+                    s.defuse();
+                }
+                Err(e)
+            }
+        }
     }
 
     fn dead_letter(&self, to: &str, count: u64, err: &PulsingError) {

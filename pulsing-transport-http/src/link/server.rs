@@ -10,22 +10,23 @@
 //! ([`HttpConfig::link_buffer`]); when that is full the reader stops reading, and backpressure
 //! reaches the sender as a full link buffer.
 //!
-//! A tell that cannot be queued is a dead letter. An ask, once queued, has its reply awaited on a
-//! task of its own and written back with its id; a `cancel` aborts that task, which drops the reply
-//! the actor would give (a mailbox that has not reached the ask skips it), or skips the ask if it
-//! is still in a backlog. A streamed reply sends items as the client grants credit. When the link
-//! ends, every task it started is aborted.
+//! A tell that cannot be queued is a dead letter. An ask is queued with a [`ReplySink`]: whoever
+//! answers it (the actor's task) writes the reply with its id at once, so no task waits for each
+//! reply. A `cancel` marks the ask given up, which drops the reply the actor would give (a mailbox
+//! that has not reached the ask skips it), or skips the ask if it is still in a backlog. A streamed
+//! reply sends items from a task of its own as the client grants credit. When the link ends, every
+//! ask still answered is marked given up and every task it started is aborted.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use pulsing_core::{InboundHandler, Message, MessageStream, PulsingError};
+use pulsing_core::{InboundHandler, Message, MessageStream, PulsingError, ReplySink};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
@@ -39,10 +40,26 @@ use crate::codec::link::{self as frames, LinkDecoder, LinkFrame, LINK_PREFACE};
 use crate::codec::WireError;
 use crate::config::HttpConfig;
 
-/// An ask being answered: its task, and the credit of its stream once the reply streams.
+/// An ask handed to the system and not answered yet.
 struct Answering {
-    task: AbortHandle,
+    /// Set when the caller gave up or the link ended: a mailbox that has not reached the ask skips
+    /// it, and its reply is dropped.
+    cancelled: Arc<AtomicBool>,
+    /// The task writing its streamed reply, once the reply streams.
+    task: Option<AbortHandle>,
+    /// The credit of that stream.
     credit: Option<Arc<Semaphore>>,
+}
+
+impl Answering {
+    /// The caller gave up or the link ended: the ask is skipped if not reached yet, and its reply
+    /// (a stream's items too) dropped.
+    fn cancel(self) {
+        self.cancelled.store(true, Ordering::Release);
+        if let Some(task) = self.task {
+            task.abort();
+        }
+    }
 }
 
 /// What the tasks of one served link share.
@@ -64,6 +81,9 @@ struct Served {
     cancelled: Mutex<HashSet<u64>>,
     /// The delivery tasks (aborted when the link ends).
     deliveries: Mutex<Vec<AbortHandle>>,
+    /// The runtime serving the link, for the tasks of streamed replies (whose first answer may
+    /// come on a thread of no runtime's, e.g. the Python module's).
+    rt: tokio::runtime::Handle,
 }
 
 impl Served {
@@ -140,6 +160,7 @@ pub async fn serve_link(
         room: Semaphore::new(config.link_buffer),
         cancelled: Mutex::default(),
         deliveries: Mutex::default(),
+        rt: tokio::runtime::Handle::current(),
     });
     let node = served.handler.node_id();
     let _ = served.out.push(Write::Now, |b| {
@@ -165,7 +186,7 @@ pub async fn serve_link(
     tracing::debug!(%peer, %why, "served link ended");
     served.out.close(why);
     for (_, a) in served.asks().drain() {
-        a.task.abort();
+        a.cancel();
     }
     for d in served
         .deliveries
@@ -351,7 +372,7 @@ fn control(served: &Served, frame: LinkFrame) -> Result<Option<LinkFrame>, Strin
         }
         LinkFrame::Cancel { id } => {
             if let Some(a) = served.asks().remove(&id) {
-                a.task.abort();
+                a.cancel();
             } else if !served.backlogs().is_empty() {
                 served.cancelled().insert(id);
             }
@@ -401,69 +422,107 @@ async fn deliver(served: Arc<Served>, frame: LinkFrame) {
             }
             let msg = Message::single(msg.msg_type, msg.payload);
             let timeout = timeout_ms.map(Duration::from_millis);
-            match handler.ask_queued(&to, msg, timeout).await {
-                Ok(reply) => {
-                    let task_served = served.clone();
-                    // Spawned under the lock, so the task's own removal comes after this insert.
-                    let mut asks = served.asks();
-                    let task = tokio::spawn(async move {
-                        let result = reply.await;
-                        answer(&task_served, id, result, timeout).await;
-                        task_served.asks().remove(&id);
-                    });
-                    asks.insert(
-                        id,
-                        Answering {
-                            task: task.abort_handle(),
-                            credit: None,
-                        },
-                    );
+            let cancelled = Arc::new(AtomicBool::new(false));
+            // In the map before the ask is queued: its reply may come before `ask_then` returns,
+            // and a `cancel` read while it waits for room finds it.
+            served.asks().insert(
+                id,
+                Answering {
+                    cancelled: cancelled.clone(),
+                    task: None,
+                    credit: None,
+                },
+            );
+            // Weak: a reply still to come does not keep the link's writer open once the link ended.
+            let link = Arc::downgrade(&served);
+            let mut sink = ReplySink::new(cancelled, move |result| {
+                if let Some(served) = link.upgrade() {
+                    answer(&served, id, result, timeout);
                 }
-                Err(e) => served.reply_error(id, &e),
+            });
+            // The caller's deadline, so a mailbox skips the ask once it passed even if the
+            // `cancel` is still on its way (no timer: a clock read now and one when it is reached).
+            if let Some(t) = timeout {
+                if let Some(at) = std::time::Instant::now().checked_add(t) {
+                    sink = sink.until(at);
+                }
+            }
+            if let Err(e) = handler.ask_then(&to, msg, timeout, sink).await {
+                served.asks().remove(&id);
+                served.reply_error(id, &e);
             }
         }
         _ => {}
     }
 }
 
-/// Writes the reply of ask `id`: a single reply or error at once; a stream item by item, as the
-/// client grants credit, each item waited for at most `timeout`.
-async fn answer(
+/// Writes the answer of ask `id`, on the thread that gave it, if the ask is still waited for: a
+/// single reply or an error at once; a streamed reply from a task of its own ([`stream_reply`]).
+fn answer(
     served: &Arc<Served>,
     id: u64,
     result: Result<Message, PulsingError>,
     timeout: Option<Duration>,
 ) {
-    let items = match result {
-        Ok(Message::Single { msg_type, payload }) => {
-            let size = envelope_size(&msg_type, payload.len());
-            let max = served.max_out.load(Ordering::Relaxed);
-            if size > max {
-                return served.reply_error(id, &too_large(size, max, "the caller's"));
-            }
-            // The only ask in flight on the link: written at once; among others, batched with
-            // their replies (this ask's own entry is still in the map).
-            let how = if served.asks().len() > 1 {
-                Write::Batched
-            } else {
-                Write::Now
+    let (msg_type, payload) = match result {
+        Ok(Message::Single { msg_type, payload }) => (msg_type, payload),
+        Ok(Message::Stream(items)) => {
+            let mut asks = served.asks();
+            let Some(a) = asks.get_mut(&id) else {
+                return;
             };
-            let _ = served
-                .out
-                .push(how, |b| frames::put_reply(b, id, &msg_type, &payload));
+            let credit = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
+            a.credit = Some(credit.clone());
+            let task_served = served.clone();
+            // Spawned under the lock, so the task's own removal comes after its handle is kept.
+            let task = served.rt.spawn(async move {
+                stream_reply(&task_served, id, items, credit, timeout).await;
+                task_served.asks().remove(&id);
+            });
+            a.task = Some(task.abort_handle());
             return;
         }
-        Err(e) => return served.reply_error(id, &e),
-        Ok(Message::Stream(items)) => items,
+        Err(e) => {
+            if served.asks().remove(&id).is_some() {
+                served.reply_error(id, &e);
+            }
+            return;
+        }
     };
+    let others = {
+        let mut asks = served.asks();
+        if asks.remove(&id).is_none() {
+            // Cancelled, or the link ended.
+            return;
+        }
+        !asks.is_empty()
+    };
+    let size = envelope_size(&msg_type, payload.len());
+    let max = served.max_out.load(Ordering::Relaxed);
+    if size > max {
+        return served.reply_error(id, &too_large(size, max, "the caller's"));
+    }
+    // The only ask in flight on the link: written at once; among others, batched with their
+    // replies.
+    let how = if others { Write::Batched } else { Write::Now };
+    let _ = served
+        .out
+        .push(how, |b| frames::put_reply(b, id, &msg_type, &payload));
+}
+
+/// Writes the streamed reply of ask `id`, item by item as the client grants `credit`, each item
+/// waited for at most `timeout`.
+async fn stream_reply(
+    served: &Arc<Served>,
+    id: u64,
+    items: MessageStream,
+    credit: Arc<Semaphore>,
+    timeout: Option<Duration>,
+) {
     let mut items: MessageStream = match timeout {
         Some(t) => items.with_item_timeout(t),
         None => items,
     };
-    let credit = Arc::new(Semaphore::new(STREAM_WINDOW as usize));
-    if let Some(a) = served.asks().get_mut(&id) {
-        a.credit = Some(credit.clone());
-    }
     if served
         .out
         .push(Write::Now, |b| frames::put_stream(b, id))
