@@ -75,7 +75,9 @@ impl ReplyTo {
 }
 
 /// A [`ReplySink`] in a mailbox: dropped unanswered (the actor stopped, the envelope was discarded),
-/// it answers [`PulsingError::Stopped`], as a dropped [`ReplyTo::Channel`] does.
+/// it answers [`PulsingError::Stopped`], as a dropped [`ReplyTo::Channel`] does: from a task, as
+/// the waiter of a channel would, so a runtime torn down (a crash, as far as its peers can tell)
+/// answers nothing.
 pub(crate) struct SinkReply {
     sink: Option<ReplySink>,
     actor: ActorName,
@@ -98,7 +100,12 @@ impl SinkReply {
 impl Drop for SinkReply {
     fn drop(&mut self) {
         if let Some(sink) = self.sink.take() {
-            sink.send(Err(PulsingError::Stopped(self.actor.to_string())));
+            let err = PulsingError::Stopped(self.actor.to_string());
+            match tokio::runtime::Handle::try_current() {
+                // A runtime shutting down drops the task unrun.
+                Ok(rt) => drop(rt.spawn(async move { sink.send(Err(err)) })),
+                Err(_) => sink.send(Err(err)),
+            }
         }
     }
 }

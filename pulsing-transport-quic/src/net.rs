@@ -500,7 +500,7 @@ impl Dial for QuicDial {
     fn dial(&self, addr: SocketAddr, by: Instant) -> Dialing<'_> {
         Box::pin(async move {
             let conn = self.0.connection(addr, by).await?;
-            let (send, recv) = match tokio::time::timeout_at(by, conn.open_bi()).await {
+            let (send, mut recv) = match tokio::time::timeout_at(by, conn.open_bi()).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => {
                     if let Some(refused) = self.0.refusal(addr, &e) {
@@ -520,6 +520,8 @@ impl Dial for QuicDial {
                     ))
                 }
             };
+            // The link reads it in a loop until it drops it (`RecvStream::reads_socket`).
+            recv.reads_socket();
             Ok((
                 Box::new(QuicReader(recv)) as LinkReader,
                 Box::new(QuicWriter::new(send)) as Box<dyn LinkWriter>,

@@ -161,6 +161,8 @@ async fn serve_stream(
         return;
     }
     if &head == LINK_PREFACE {
+        // The link reads it in a loop until it drops it (`RecvStream::reads_socket`).
+        recv.reads_socket();
         // The link reads its preface itself: give it back in front of the stream.
         let rd: LinkReader = Box::new(std::io::Cursor::new(head).chain(recv));
         let writer = QuicWriter::new(send);

@@ -18,6 +18,9 @@ use rustc_hash::FxHashMap;
 use super::stream::{RecvStream, SendStream};
 use super::{lock, release, udp_transmit, Shared, State, MAX_TRANSMITS};
 
+/// A connection is kept while a handle on it exists.
+const KEPT: &str = "a connection is kept while a handle on it exists";
+
 /// How much shorter than the MTU a datagram is for [`Conn::transmit`] to take it as the last.
 const SHORT_OF_MTU: usize = 64;
 
@@ -239,6 +242,54 @@ impl Connection {
             .get_mut(&self.id)
             .expect("a connection is kept while a handle on it exists");
         f(c)
+    }
+
+    /// A stream's read: `attempt` on the connection (`Ready` once it read something or found the
+    /// end). With `pump` (a link's reader, see [`SockWake`](super::SockWake)), a read owed to the
+    /// socket comes first, and an attempt that found nothing reads the socket here and tries again;
+    /// still nothing, the reader's waker goes in `readers` for stream `id` and, with `pump`, it
+    /// parks on the socket.
+    pub(super) fn poll_read_with(
+        &self,
+        cx: &Context<'_>,
+        id: StreamId,
+        pump: bool,
+        mut attempt: impl FnMut(&mut Conn) -> Poll<()>,
+    ) -> Poll<()> {
+        let shared = &*self.shared;
+        let mut st = lock(shared);
+        if pump {
+            // This reader is polled now: a datagram it reads for its stream must not wake it too.
+            st.conns.get_mut(&self.id).expect(KEPT).readers.remove(&id);
+        }
+        // What the stream has, after what the socket holds if a read of it is owed; then, for a
+        // link's reader, the socket once more if readiness came while the first attempt ran.
+        for first in [true, false] {
+            if pump && shared.sock.owed.load(std::sync::atomic::Ordering::Acquire) {
+                st.pump_for_reader(shared);
+            } else if !first {
+                break;
+            }
+            if attempt(st.conns.get_mut(&self.id).expect(KEPT)).is_ready() {
+                release(st);
+                return Poll::Ready(());
+            }
+            if !pump {
+                break;
+            }
+        }
+        if pump {
+            shared.sock.park(cx.waker());
+        }
+        let c = st.conns.get_mut(&self.id).expect(KEPT);
+        c.readers.insert(id, cx.waker().clone());
+        release(st);
+        Poll::Pending
+    }
+
+    /// A link's reader that parked on the socket is going away (see [`SockWake`](super::SockWake)).
+    pub(super) fn unpark(&self) {
+        self.shared.sock.unpark();
     }
 
     /// Opens a bidirectional stream, waiting while the peer's stream limit is reached.

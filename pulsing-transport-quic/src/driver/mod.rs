@@ -20,7 +20,12 @@
 //!   driver is woken only when a connection's next timer moved earlier than the one it sleeps
 //!   to, or the socket had no room.
 //!
-//! So a datagram costs one hop (driver → reader) and a write none. The socket is quinn's
+//! - **A link's reader reads the socket itself** when its stream is empty, and then parks on the
+//!   socket ([`SockWake`]): the next datagram wakes it, not the driver, which would only wake it
+//!   in turn. The driver reads the socket whenever no reader is parked, and at each of its turns.
+//!
+//! So on a request/response link a datagram costs no hop (it wakes the reader that wants it) and
+//! a write none. The socket is quinn's
 //! [`AsyncUdpSocket`] (GSO, GRO, ECN by quinn-udp; a test wrapper for loss fits as before).
 
 mod conn;
@@ -32,8 +37,9 @@ use std::future::{poll_fn, Future};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -70,6 +76,72 @@ pub(crate) struct Endpoint {
 pub(crate) struct Shared {
     state: Mutex<State>,
     socket: Arc<dyn AsyncUdpSocket>,
+    /// Where the socket's readiness goes ([`SockWake`]), and the waker every read of the socket
+    /// gives it.
+    sock: Arc<SockWake>,
+    sock_waker: Waker,
+}
+
+/// The waker every read of the socket registers, whoever reads it: readiness wakes the link
+/// reader parked on the socket if there is one, else the driver.
+///
+/// A link's reader that finds its stream empty reads the socket itself ([`State::pump`]) and,
+/// still finding nothing, parks: the next datagram then wakes it, not the driver, which would only
+/// wake it in turn. That saves a task hop per datagram on each side of a request/response link.
+/// A parked reader is woken once (it is unparked as it is woken) and reads the socket at its next
+/// poll ([`SockWake::owed`]); one that goes away unparks itself and wakes the driver, which reads
+/// the socket from then on. A reader reads the socket only if it may hold something: not when
+/// the last read of it ended empty and no readiness came since.
+pub(crate) struct SockWake {
+    parked: Mutex<Option<Waker>>,
+    driver: Mutex<Option<Waker>>,
+    /// The socket may hold datagrams nobody read: readiness came (to a parked reader or the
+    /// driver), or the last read of it stopped before it was empty. Cleared as a read begins.
+    pub(super) owed: AtomicBool,
+}
+
+impl SockWake {
+    /// Parks `reader` on the socket (in place of any reader parked before).
+    pub(super) fn park(&self, reader: &Waker) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        if !parked.as_ref().is_some_and(|w| w.will_wake(reader)) {
+            *parked = Some(reader.clone());
+        }
+    }
+
+    /// A parked reader is going away: the driver reads the socket from now on.
+    pub(super) fn unpark(&self) {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.wake_driver();
+    }
+
+    fn wake_driver(&self) {
+        if let Some(d) = &*self.driver.lock().unwrap_or_else(|p| p.into_inner()) {
+            d.wake_by_ref();
+        }
+    }
+}
+
+impl std::task::Wake for SockWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.owed.store(true, Ordering::Release);
+        let parked = self.parked.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match parked {
+            Some(reader) => reader.wake(),
+            None => self.wake_driver(),
+        }
+    }
+}
+
+/// The buffers datagrams are received into (taken out of [`State`] while a read uses them).
+struct RecvBufs {
+    buf: Vec<u8>,
+    metas: [RecvMeta; RECV_BUFS],
+    stride: usize,
 }
 
 /// Everything under the endpoint's lock.
@@ -96,6 +168,7 @@ pub(crate) struct State {
     wakes: Vec<Waker>,
     buf: Vec<u8>,
     segments: usize,
+    recv: Option<Box<RecvBufs>>,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
@@ -133,6 +206,12 @@ impl Endpoint {
             !socket.may_fragment(),
             None,
         );
+        let sock = Arc::new(SockWake {
+            parked: Mutex::new(None),
+            driver: Mutex::new(None),
+            // Nobody read the socket yet.
+            owed: AtomicBool::new(true),
+        });
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ep,
@@ -150,10 +229,17 @@ impl Endpoint {
                 wakes: Vec::new(),
                 buf: Vec::with_capacity(2048),
                 segments,
+                recv: Some(Box::new(RecvBufs {
+                    buf: vec![0u8; stride * RECV_BUFS],
+                    metas: [RecvMeta::default(); RECV_BUFS],
+                    stride,
+                })),
             }),
             socket,
+            sock: sock.clone(),
+            sock_waker: Waker::from(sock),
         });
-        tokio::spawn(drive(shared.clone(), stride));
+        tokio::spawn(drive(shared.clone()));
         Endpoint { shared }
     }
 
@@ -405,6 +491,74 @@ impl State {
         }
     }
 
+    /// Reads what the socket has (at most [`RECV_BATCHES`] receive calls) and hands each datagram
+    /// to its connection; the socket's readiness is registered for [`SockWake`]. Whether more may
+    /// wait (the bound was reached, or a receive failed and is tried again later).
+    fn pump(&mut self, shared: &Shared, now: Instant) -> bool {
+        let Some(mut bufs) = self.recv.take() else {
+            return false;
+        };
+        shared.sock.owed.store(false, Ordering::Release);
+        let mut cx = Context::from_waker(&shared.sock_waker);
+        let RecvBufs { buf, metas, stride } = &mut *bufs;
+        let stride = *stride;
+        for _ in 0..RECV_BATCHES {
+            let mut chunks = buf.chunks_mut(stride);
+            let mut iovs: [IoSliceMut<'_>; RECV_BUFS] =
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+            match shared.socket.poll_recv(&mut cx, &mut iovs, metas) {
+                Poll::Ready(Ok(n)) => {
+                    for (meta, buf) in metas.iter().zip(iovs.iter()).take(n) {
+                        let mut data: BytesMut = buf[..meta.len].into();
+                        let stride = if meta.stride == 0 {
+                            meta.len
+                        } else {
+                            meta.stride
+                        };
+                        while data.len() > stride {
+                            let one = data.split_to(stride);
+                            self.datagram(shared, now, meta, one);
+                        }
+                        if !data.is_empty() {
+                            self.datagram(shared, now, meta, data);
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                Poll::Ready(Err(e)) => {
+                    // Tried again at the driver's next turn, after the runtime's other tasks.
+                    tracing::warn!(error = %e, "QUIC socket receive failed");
+                    break;
+                }
+                Poll::Pending => {
+                    self.recv = Some(bufs);
+                    return false;
+                }
+            }
+        }
+        self.recv = Some(bufs);
+        shared.sock.owed.store(true, Ordering::Release);
+        true
+    }
+
+    /// [`pump`](Self::pump) for a stream's reader, then what the datagrams made of the
+    /// connections: their events and packets; the driver is woken for what is left.
+    pub(super) fn pump_for_reader(&mut self, shared: &Shared) {
+        let more = self.pump(shared, Instant::now());
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in dirty {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.dirty = false;
+            }
+            self.process(shared, id);
+        }
+        if more || !self.dirty.is_empty() {
+            if let Some(w) = &self.driver {
+                self.wakes.push(w.clone());
+            }
+        }
+    }
+
     /// Fires the timers due by `now`.
     fn timers_due(&mut self, now: Instant) {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
@@ -446,11 +600,8 @@ impl State {
 }
 
 /// The driver task of an endpoint (see the module docs).
-async fn drive(shared: Arc<Shared>, stride: usize) {
+async fn drive(shared: Arc<Shared>) {
     let socket = shared.socket.clone();
-    let mut recv_buf = vec![0u8; stride * RECV_BUFS];
-    let mut iovs: Vec<IoSliceMut<'_>> = recv_buf.chunks_mut(stride).map(IoSliceMut::new).collect();
-    let mut metas = [RecvMeta::default(); RECV_BUFS];
     let mut poller: Pin<Box<dyn UdpPoller>> = socket.clone().create_io_poller();
     let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     let mut armed: Option<Instant> = None;
@@ -458,46 +609,11 @@ async fn drive(shared: Arc<Shared>, stride: usize) {
         let mut st = lock(&shared);
         if !st.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             st.driver = Some(cx.waker().clone());
+            *shared.sock.driver.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(cx.waker().clone());
         }
-        let mut again = false;
         let now = Instant::now();
-        {
-            let mut batches = 0;
-            loop {
-                match socket.poll_recv(cx, &mut iovs, &mut metas) {
-                    Poll::Ready(Ok(n)) => {
-                        for (meta, buf) in metas.iter().zip(iovs.iter()).take(n) {
-                            let mut data: BytesMut = buf[..meta.len].into();
-                            let stride = if meta.stride == 0 {
-                                meta.len
-                            } else {
-                                meta.stride
-                            };
-                            while data.len() > stride {
-                                let one = data.split_to(stride);
-                                st.datagram(&shared, now, meta, one);
-                            }
-                            if !data.is_empty() {
-                                st.datagram(&shared, now, meta, data);
-                            }
-                        }
-                    }
-                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {}
-                    Poll::Ready(Err(e)) => {
-                        // Tried again at the next turn, after the runtime's other tasks.
-                        tracing::warn!(error = %e, "QUIC socket receive failed");
-                        again = true;
-                        break;
-                    }
-                    Poll::Pending => break,
-                }
-                batches += 1;
-                if batches == RECV_BATCHES {
-                    again = true;
-                    break;
-                }
-            }
-        }
+        let mut again = st.pump(&shared, now);
         if st.blocked && poller.as_mut().poll_writable(cx).is_ready() {
             st.blocked = false;
             let waiting: Vec<u64> = st

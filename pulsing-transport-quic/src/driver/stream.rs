@@ -173,6 +173,8 @@ pub(crate) struct RecvStream {
     id: StreamId,
     /// The stream's end (`Ok`) or failure, once read or made: what every later read returns.
     end: Option<Result<(), StreamError>>,
+    /// Reads the socket itself when the stream is empty ([`RecvStream::reads_socket`]).
+    pump: bool,
 }
 
 impl RecvStream {
@@ -181,12 +183,25 @@ impl RecvStream {
             conn,
             id,
             end: None,
+            pump: false,
         }
+    }
+
+    /// Makes this a link's reader: finding the stream empty, it reads the endpoint's socket
+    /// itself and then waits on the socket, so a datagram wakes it rather than the driver (see
+    /// the driver's `SockWake`). Only for a reader whose task reads it in a loop until it drops it:
+    /// a reader woken for the socket must read the stream again at its next poll.
+    pub(crate) fn reads_socket(&mut self) {
+        self.pump = true;
     }
 
     /// Asks the peer to stop sending (`code`); what it sent is dropped.
     pub(crate) fn stop(&mut self, code: VarInt) -> Result<(), StreamError> {
         self.end = Some(Err(StreamError::Closed));
+        if std::mem::take(&mut self.pump) {
+            // Not read any more: it must not stay parked on the socket.
+            self.conn.unpark();
+        }
         let id = self.id;
         self.conn.with(|c, _| {
             c.readers.remove(&id);
@@ -232,7 +247,7 @@ impl RecvStream {
         let before = buf.filled().len();
         let mut credit = false;
         let mut end = None;
-        let r = self.conn.peek(|c| {
+        let r = self.conn.poll_read_with(cx, id, self.pump, |c| {
             match c.inner.recv_stream(id).read(true) {
                 Ok(mut chunks) => {
                     while buf.remaining() > 0 {
@@ -249,7 +264,7 @@ impl RecvStream {
                             }
                         }
                     }
-                    credit = chunks.finalize().should_transmit();
+                    credit |= chunks.finalize().should_transmit();
                 }
                 Err(ReadableError::ClosedStream) => end = Some(Err(StreamError::Closed)),
                 Err(ReadableError::IllegalOrderedRead) => unreachable!("reads are ordered"),
@@ -261,7 +276,6 @@ impl RecvStream {
                 end = Some(Err(StreamError::ConnectionLost(e.clone())));
                 return Poll::Ready(());
             }
-            c.readers.insert(id, cx.waker().clone());
             Poll::Pending
         });
         if credit {
@@ -291,6 +305,9 @@ impl AsyncRead for RecvStream {
 
 impl Drop for RecvStream {
     fn drop(&mut self) {
+        if self.pump {
+            self.conn.unpark();
+        }
         if self.end.is_none() {
             let id = self.id;
             self.conn.with(|c, _| {

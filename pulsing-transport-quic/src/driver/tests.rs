@@ -122,3 +122,56 @@ async fn a_closed_endpoint_ends_its_accepts_and_its_connections() {
         Err(ConnectionError::ApplicationClosed(_))
     ));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn readers_of_the_socket_get_their_bytes_and_gone_leave_the_socket_to_the_driver() {
+    use tokio::io::AsyncReadExt;
+    let (_s, sc, _c, cc) = pair().await;
+    let (mut send, mut recv) = cc.open_bi().await.unwrap();
+    recv.reads_socket();
+    send.write_all(b"ping").await.unwrap();
+    let (mut s_send, mut s_recv) = bounded("accept", sc.accept_bi()).await.unwrap();
+    s_recv.reads_socket();
+    // Ping-pong, as a link's asks and replies: each side's reader parks on its socket between
+    // messages and is woken by the next datagram.
+    let mut buf = [0u8; 4];
+    for _ in 0..200 {
+        bounded("ping", s_recv.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        s_send.write_all(b"pong").await.unwrap();
+        bounded("pong", recv.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf, b"pong");
+        send.write_all(b"ping").await.unwrap();
+    }
+    bounded("ping", s_recv.read_exact(&mut buf)).await.unwrap();
+    // The server's reader parks (a read finds nothing) and goes away: the driver reads the socket
+    // again, so another stream still gets its bytes.
+    tokio::select! {
+        biased;
+        _ = s_recv.read_exact(&mut buf) => panic!("nothing was sent"),
+        () = tokio::task::yield_now() => {}
+    }
+    drop(s_recv);
+    let (mut other, _other_recv) = cc.open_bi().await.unwrap();
+    other.write_all(b"more").await.unwrap();
+    let (_o_send, mut o_recv) = bounded("accept", sc.accept_bi()).await.unwrap();
+    bounded("the other stream", o_recv.read_exact(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"more");
+    // The same after a parked reader stops its stream and is kept.
+    tokio::select! {
+        biased;
+        _ = recv.read_exact(&mut buf) => panic!("nothing was sent"),
+        () = tokio::task::yield_now() => {}
+    }
+    recv.stop(VarInt::from_u32(0)).unwrap();
+    let (mut third, _) = sc.open_bi().await.unwrap();
+    third.write_all(b"last").await.unwrap();
+    let (_t_send, mut t_recv) = bounded("accept", cc.accept_bi()).await.unwrap();
+    bounded("the third stream", t_recv.read_exact(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"last");
+    drop(recv);
+}
