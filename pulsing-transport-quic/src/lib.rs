@@ -1,7 +1,7 @@
 //! The QUIC transport of Pulsing: [`QuicTransport`] implements [`pulsing_core::Transport`] over
-//! quinn-proto 0.11 (rustls, ring), driven by the transport's own task (`src/driver`: one task per
-//! endpoint, and writes sent by the writer itself; quinn's own driver costs three task hops per
-//! round trip on each side).
+//! quinn-proto 0.11 (rustls, ring), driven by the transport itself (`src/driver`: one task per
+//! endpoint for timers, writes sent by the writer and datagrams read by the link's reader that
+//! wants them; quinn's own driver costs three task hops per round trip on each side).
 //!
 //! - **Same messages, same framing**: node-to-node asks and tells travel on links
 //!   (`docs/protocol.md` §8), each link one bidirectional QUIC stream on the one connection to its
