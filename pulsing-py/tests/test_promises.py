@@ -365,6 +365,33 @@ def test_a_remote_ask_whose_caller_gave_up_is_skipped_and_counted(module_peer: P
     run_remote(module_peer, test)
 
 
+@needs_network
+def test_an_ask_whose_caller_left_is_skipped_and_the_node_keeps_serving(module_peer: Peer) -> None:
+    """A caller that shuts down while its asks wait in a busy remote actor: the serving node drops
+    them (the one waiting is not handled, the reply of the one running goes nowhere) and goes on
+    answering other callers."""
+
+    async def test(system: ActorSystem) -> None:
+        from pulsing.actor import create_actor_system
+
+        ref, _ = await remote_counter(system)
+        before = await ref.count()
+        config = SystemConfig.with_addr("127.0.0.1:0").with_seeds([module_peer.addr])
+        leaving = await create_actor_system(config)
+        far, far_watch = await remote_counter(leaving)
+        slow = await occupy(far, far_watch, 1.0)
+        bump = asyncio.create_task(far.bump())
+        await asyncio.sleep(0.1)
+        await leaving.shutdown()
+        results = await asyncio.gather(slow, bump, return_exceptions=True)
+        assert isinstance(results[1], BaseException), results
+        assert await asyncio.wait_for(ref.count(), 10) == before, (
+            "an ask of a caller gone was handled"
+        )
+
+    run_remote(module_peer, test)
+
+
 # -- 4. typed errors cross the wire intact -------------------------------------------------------
 
 
@@ -566,7 +593,6 @@ def test_remote_calls_to_a_full_mailbox_wait_for_room_instead_of_being_refused(
         assert await ref.count() == before + 6
 
     run_remote(small_mailbox_peer, test)
-
 
 
 @as_actor
