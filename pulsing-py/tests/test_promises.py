@@ -38,6 +38,7 @@ from pulsing.actor import (
     PulsingError,
     SystemConfig,
     as_actor,
+    create_actor_system,
 )
 
 PEER_ARGS = ("--ask-timeout", "5")
@@ -372,8 +373,6 @@ def test_an_ask_whose_caller_left_is_skipped_and_the_node_keeps_serving(module_p
     answering other callers."""
 
     async def test(system: ActorSystem) -> None:
-        from pulsing.actor import create_actor_system
-
         ref, _ = await remote_counter(system)
         before = await ref.count()
         config = SystemConfig.with_addr("127.0.0.1:0").with_seeds([module_peer.addr])
