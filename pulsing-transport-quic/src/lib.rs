@@ -228,8 +228,15 @@ impl Transport for QuicTransport {
             ));
         }
         self.links.set_handler(handler.clone());
+        // Port 0: one the kernel gave for TCP may be held for UDP by another socket.
+        let (addr, udp) = if addr.port() == 0 {
+            let (port, udp) = Net::free_port(addr.ip())?;
+            (SocketAddr::new(addr.ip(), port), Some(udp))
+        } else {
+            (addr, None)
+        };
         let bound = self.http.serve(addr, handler.clone()).await?;
-        let endpoint = match self.net.bind(bound) {
+        let endpoint = match self.net.bind(bound, udp) {
             Ok(e) => e,
             Err(e) => {
                 // The UDP port of that number is taken: give the TCP door back too.

@@ -152,22 +152,30 @@ impl Net {
         Ok(client)
     }
 
-    /// Binds the serving endpoint (UDP `addr`).
-    pub(crate) fn bind(&self, addr: SocketAddr) -> Result<driver::Endpoint, PulsingError> {
-        let endpoint = self.make_endpoint(addr, Some(self.server_config()?))?;
+    /// Binds the serving endpoint (UDP `addr`, or `socket` if already bound there).
+    pub(crate) fn bind(
+        &self,
+        addr: SocketAddr,
+        socket: Option<std::net::UdpSocket>,
+    ) -> Result<driver::Endpoint, PulsingError> {
+        let endpoint = self.make_endpoint(addr, socket, Some(self.server_config()?))?;
         let _ = self.endpoint.set(endpoint.clone());
         Ok(self.endpoint.get().cloned().unwrap_or(endpoint))
     }
 
-    /// An endpoint on UDP `addr` (through the socket wrapper, if any).
+    /// An endpoint on UDP `addr` (`socket`, if already bound; through the socket wrapper, if any).
     fn make_endpoint(
         &self,
         addr: SocketAddr,
+        socket: Option<std::net::UdpSocket>,
         server: Option<quinn_proto::ServerConfig>,
     ) -> Result<driver::Endpoint, PulsingError> {
         let cannot =
             |e: io::Error| PulsingError::Config(format!("cannot bind UDP {addr} for QUIC: {e}"));
-        let socket = std::net::UdpSocket::bind(addr).map_err(cannot)?;
+        let socket = match socket {
+            Some(s) => s,
+            None => std::net::UdpSocket::bind(addr).map_err(cannot)?,
+        };
         // Not `runtime.wrap_udp_socket` on Linux: see `socket.rs` (two syscalls fewer per packet).
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let mut socket: Arc<dyn quinn::AsyncUdpSocket> =
@@ -191,9 +199,36 @@ impl Net {
         } else {
             "[::]:0".parse().expect("an address")
         };
-        let endpoint = self.make_endpoint(any, None)?;
+        let endpoint = self.make_endpoint(any, None, None)?;
         let _ = self.endpoint.set(endpoint);
         Ok(self.endpoint.get().cloned().expect("just set"))
+    }
+
+    /// For a node asked to serve on port 0: a port free for both doors, and the UDP socket bound
+    /// on it (kept, so nothing takes it before the endpoint does). The kernel picks the TCP port
+    /// alone, and a UDP socket of another process (a QUIC caller's) may hold that number; so a
+    /// few are tried. The TCP probe is let go before the HTTP door binds the port again.
+    pub(crate) fn free_port(
+        ip: std::net::IpAddr,
+    ) -> Result<(u16, std::net::UdpSocket), PulsingError> {
+        const TRIES: usize = 16;
+        let mut last = None;
+        for _ in 0..TRIES {
+            let tcp = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+                .map_err(|e| PulsingError::Config(format!("cannot bind TCP {ip}:0: {e}")))?;
+            let port = tcp
+                .local_addr()
+                .map_err(|e| PulsingError::Config(e.to_string()))?
+                .port();
+            match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(udp) => return Ok((port, udp)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(PulsingError::Config(format!(
+            "no port of {ip} was free for both TCP and UDP in {TRIES} tries: {}",
+            last.map_or_else(String::new, |e| e.to_string())
+        )))
     }
 
     /// Whether `addr` did not answer QUIC lately (call it over TCP).
@@ -597,6 +632,15 @@ impl LinkWriter for QuicWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_free_port_is_free_for_both_doors() {
+        let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        // The port it gives holds its UDP socket and still takes a TCP listener.
+        let (port, udp) = Net::free_port(ip).unwrap();
+        assert_eq!(udp.local_addr().unwrap().port(), port);
+        std::net::TcpListener::bind(SocketAddr::new(ip, port)).expect("TCP free too");
+    }
 
     fn closed_by_peer(code: quinn_proto::TransportErrorCode) -> ConnectionError {
         ConnectionError::ConnectionClosed(quinn_proto::ConnectionClose {
