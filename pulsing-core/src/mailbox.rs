@@ -91,9 +91,9 @@ impl SinkReply {
         }
     }
 
-    /// Takes the sink back unanswered (the ask was not queued after all: the caller answers).
-    pub(crate) fn defuse(mut self) -> Option<ReplySink> {
-        self.sink.take()
+    /// Drops the sink unanswered (the ask was not queued after all: the caller answers).
+    pub(crate) fn defuse(mut self) {
+        self.sink = None;
     }
 }
 

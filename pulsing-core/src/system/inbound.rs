@@ -37,6 +37,21 @@ impl Inbound {
             _ => Err(PulsingError::NotFound(name.to_owned())),
         }
     }
+
+    /// The actor an ask from another node goes to ([`served`](Self::served)), and the ask's
+    /// timeout: the caller's, else the system's ask timeout.
+    fn ask_target(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(Arc<LocalCell>, Duration), PulsingError> {
+        let system = self.system()?;
+        let cell = self.served(&system, name)?;
+        Ok((
+            cell,
+            timeout.unwrap_or(system.inner.shared.config.ask_timeout),
+        ))
+    }
 }
 
 #[async_trait]
@@ -51,9 +66,7 @@ impl InboundHandler for Inbound {
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<Message, PulsingError> {
-        let system = self.system()?;
-        let cell = self.served(&system, name)?;
-        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
+        let (cell, timeout) = self.ask_target(name, timeout)?;
         ActorRef::local(cell).ask_with_timeout(msg, timeout).await
     }
 
@@ -63,9 +76,7 @@ impl InboundHandler for Inbound {
         msg: Message,
         timeout: Option<Duration>,
     ) -> Result<PendingReply, PulsingError> {
-        let system = self.system()?;
-        let cell = self.served(&system, name)?;
-        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
+        let (cell, timeout) = self.ask_target(name, timeout)?;
         let queued = actor_ref::queue_ask(&cell, msg, timeout).await?;
         let name = cell.name.clone();
         Ok(Box::pin(async move { queued.reply(&name).await }))
@@ -78,9 +89,7 @@ impl InboundHandler for Inbound {
         timeout: Option<Duration>,
         sink: ReplySink,
     ) -> Result<(), PulsingError> {
-        let system = self.system()?;
-        let cell = self.served(&system, name)?;
-        let timeout = timeout.unwrap_or(system.inner.shared.config.ask_timeout);
+        let (cell, timeout) = self.ask_target(name, timeout)?;
         let reply = ReplyTo::Sink(SinkReply::new(sink, cell.name.clone()));
         match actor_ref::enqueue_ask(&cell, msg, reply, timeout).await {
             Ok(_) => Ok(()),

@@ -224,10 +224,7 @@ impl Connection {
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut Conn, &mut Vec<Waker>) -> R) -> R {
         let mut st = lock(&self.shared);
         let st_ref = &mut *st;
-        let c = st_ref
-            .conns
-            .get_mut(&self.id)
-            .expect("a connection is kept while a handle on it exists");
+        let c = st_ref.conns.get_mut(&self.id).expect(KEPT);
         let r = f(c, &mut st_ref.wakes);
         st.process(&self.shared, self.id);
         release(st);
@@ -237,10 +234,7 @@ impl Connection {
     /// Like [`Connection::with`], for a `poll`: without the processing if nothing was done.
     pub(super) fn peek<R>(&self, f: impl FnOnce(&mut Conn) -> R) -> R {
         let mut st = lock(&self.shared);
-        let c = st
-            .conns
-            .get_mut(&self.id)
-            .expect("a connection is kept while a handle on it exists");
+        let c = st.conns.get_mut(&self.id).expect(KEPT);
         f(c)
     }
 

@@ -94,6 +94,8 @@ pub(crate) struct Shared {
 /// the last read of it ended empty and no readiness came since.
 pub(crate) struct SockWake {
     parked: Mutex<Option<Waker>>,
+    /// A copy of [`State::driver`]: readiness may come while the endpoint's lock is held (a read
+    /// of the socket under it), so this cannot take the waker from there.
     driver: Mutex<Option<Waker>>,
     /// The socket may hold datagrams nobody read: readiness came (to a parked reader or the
     /// driver), or the last read of it stopped before it was empty. Cleared as a read begins.
@@ -541,10 +543,9 @@ impl State {
         true
     }
 
-    /// [`pump`](Self::pump) for a stream's reader, then what the datagrams made of the
-    /// connections: their events and packets; the driver is woken for what is left.
-    pub(super) fn pump_for_reader(&mut self, shared: &Shared) {
-        let more = self.pump(shared, Instant::now());
+    /// Processes the connections marked dirty (their events, packets and timers); what that
+    /// marks again is left for the driver's next turn.
+    fn process_dirty(&mut self, shared: &Shared) {
         let dirty = std::mem::take(&mut self.dirty);
         for id in dirty {
             if let Some(c) = self.conns.get_mut(&id) {
@@ -552,6 +553,13 @@ impl State {
             }
             self.process(shared, id);
         }
+    }
+
+    /// [`pump`](Self::pump) for a stream's reader, then what the datagrams made of the
+    /// connections ([`process_dirty`](Self::process_dirty)); the driver is woken for what is left.
+    pub(super) fn pump_for_reader(&mut self, shared: &Shared) {
+        let more = self.pump(shared, Instant::now());
+        self.process_dirty(shared);
         if more || !self.dirty.is_empty() {
             if let Some(w) = &self.driver {
                 self.wakes.push(w.clone());
@@ -625,13 +633,7 @@ async fn drive(shared: Arc<Shared>) {
             st.dirty.extend(waiting);
         }
         st.timers_due(now);
-        let dirty = std::mem::take(&mut st.dirty);
-        for id in dirty {
-            if let Some(c) = st.conns.get_mut(&id) {
-                c.dirty = false;
-            }
-            st.process(&shared, id);
-        }
+        st.process_dirty(&shared);
         // What `process` asked of the driver is done now (or queued for the next turn).
         if !st.dirty.is_empty() {
             again = true;
