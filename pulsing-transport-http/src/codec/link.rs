@@ -364,6 +364,14 @@ fn once(seen: &mut u16, bit: u16, key: &str) -> Result<(), DecodeError> {
 /// [`DecodeError`] if `body` is not one msgpack map of a known frame type with its required keys
 /// (`docs/protocol.md` §8).
 pub fn decode_link_frame(body: &Bytes) -> Result<LinkFrame, DecodeError> {
+    match fast::decode(body) {
+        Some(frame) => Ok(frame),
+        None => decode_general(body),
+    }
+}
+
+/// Decodes any link frame: keys in any order, unknown ones skipped, every error explained.
+fn decode_general(body: &Bytes) -> Result<LinkFrame, DecodeError> {
     let mut r = Reader::new(body);
     let n = r.map_len("link frame")?;
     let mut k = Keys::default();
@@ -536,5 +544,6 @@ impl LinkDecoder {
     }
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;

@@ -242,3 +242,94 @@ proptest! {
         prop_assert_eq!(dec.next_frame().unwrap(), Some(frame));
     }
 }
+
+/// A frame of a kind the fast path reads (`ask`, `tell`, `reply` with a result, `item`,
+/// `credit`), from its parts; strings and payloads long enough for the wider msgpack forms.
+fn hot_frame(
+    kind: u8,
+    id: u64,
+    to: String,
+    ms: Option<u64>,
+    ty: String,
+    payload: Vec<u8>,
+) -> LinkFrame {
+    let msg = env(&ty, &payload);
+    match kind % 5 {
+        0 => LinkFrame::Ask {
+            id,
+            to,
+            timeout_ms: ms,
+            msg,
+        },
+        1 => LinkFrame::Tell { to, msg },
+        2 => LinkFrame::Reply {
+            id,
+            result: Ok(msg),
+        },
+        3 => LinkFrame::Item { id, msg },
+        _ => LinkFrame::Credit {
+            id,
+            n: (id >> 32) as u32,
+        },
+    }
+}
+
+/// The body of `frame` as this crate writes it (without the length prefix).
+fn written(frame: &LinkFrame) -> Bytes {
+    let mut wire = Vec::new();
+    put_frame(&mut wire, frame);
+    Bytes::from(wire).slice(4..)
+}
+
+#[test]
+fn the_frames_written_most_take_the_fast_path_and_the_others_the_general_one() {
+    for frame in every_frame() {
+        let hot = matches!(
+            frame,
+            LinkFrame::Ask { .. }
+                | LinkFrame::Tell { .. }
+                | LinkFrame::Item { .. }
+                | LinkFrame::Credit { .. }
+                | LinkFrame::Reply { result: Ok(_), .. }
+        );
+        let body = written(&frame);
+        assert_eq!(fast::decode(&body), hot.then(|| frame.clone()), "{frame:?}");
+        assert_eq!(decode_link_frame(&body).unwrap(), frame);
+    }
+    // The same frame with its keys in another order is the general decoder's.
+    let b = body(&[("t", &s("credit")), ("n", &u(2)), ("id", &u(1))]);
+    assert_eq!(fast::decode(&b), None);
+    assert_eq!(
+        decode_link_frame(&b).unwrap(),
+        LinkFrame::Credit { id: 1, n: 2 }
+    );
+}
+
+proptest! {
+    /// Whatever the fast path reads, the general decoder reads the same: over every frame kind it
+    /// takes, with one byte changed or the body cut short, and over arbitrary bytes.
+    #[test]
+    fn the_fast_path_only_ever_agrees_with_the_general_decoder(
+        kind in any::<u8>(), id in any::<u64>(), ms in proptest::option::of(any::<u64>()),
+        to in ".{0,40}", ty in ".{0,40}",
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+        at in any::<usize>(), xor in any::<u8>(), cut in any::<bool>(),
+        garbage in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let frame = hot_frame(kind, id, to, ms, ty, payload);
+        let body = written(&frame);
+        prop_assert_eq!(fast::decode(&body), Some(frame.clone()));
+        let mut changed = body.to_vec();
+        let i = at % changed.len();
+        if cut {
+            changed.truncate(i);
+        } else {
+            changed[i] ^= xor;
+        }
+        for b in [Bytes::from(changed), Bytes::from(garbage)] {
+            if let Some(f) = fast::decode(&b) {
+                prop_assert_eq!(decode_general(&b).ok(), Some(f));
+            }
+        }
+    }
+}
