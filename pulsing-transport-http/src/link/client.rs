@@ -7,7 +7,6 @@
 //! waits for its own response costs a round trip (10k tells/s). On a link a tell is a frame in a
 //! buffer, an ask a frame whose reply comes back with its id.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pulsing_core::{InboundHandler, Message, MessageStream, NodeId, PulsingError, RemoteTarget};
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -55,7 +55,7 @@ pub(crate) struct Link {
     /// The largest message the peer reads ([`envelope_size`]).
     max_message: usize,
     out: Outbox,
-    pending: Mutex<HashMap<u64, Waiter>>,
+    pending: Mutex<FxHashMap<u64, Waiter>>,
     next_id: AtomicU64,
     /// Calls started on it; the keep-alive task closes a link that saw none for the idle timeout.
     calls: AtomicU64,
@@ -179,7 +179,7 @@ pub trait Dial: Send + Sync + 'static {
 /// Removes a slot that got no link from the pool when dropped armed (its opening failed or was
 /// abandoned).
 struct UnusedSlot<'a> {
-    slots: &'a Mutex<HashMap<SocketAddr, Arc<Slot>>>,
+    slots: &'a Mutex<FxHashMap<SocketAddr, Arc<Slot>>>,
     addr: SocketAddr,
     slot: &'a Arc<Slot>,
     armed: bool,
@@ -204,7 +204,7 @@ impl Drop for UnusedSlot<'_> {
 pub struct Links {
     config: HttpConfig,
     dial: Box<dyn Dial>,
-    slots: Arc<Mutex<HashMap<SocketAddr, Arc<Slot>>>>,
+    slots: Arc<Mutex<FxHashMap<SocketAddr, Arc<Slot>>>>,
     shutdown: CancellationToken,
     /// The system, for dead letters (set when the transport serves).
     handler: OnceLock<Arc<dyn InboundHandler>>,
@@ -546,7 +546,7 @@ pub(super) fn late(addr: SocketAddr) -> PulsingError {
 /// The tasks of one link: reading frames, and keep-alives.
 struct LinkTasks {
     link: Arc<Link>,
-    slots: Weak<Mutex<HashMap<SocketAddr, Arc<Slot>>>>,
+    slots: Weak<Mutex<FxHashMap<SocketAddr, Arc<Slot>>>>,
     handler: Option<Arc<dyn InboundHandler>>,
     shutdown: CancellationToken,
     interval: Duration,
