@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pulsing_core::{async_trait, InboundHandler, Message, PulsingError, RemoteTarget, Security};
-use pulsing_transport_http::link::Links;
+use pulsing_transport_http::link::{Links, Unsent};
 use pulsing_transport_http::HttpTransport;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -161,48 +161,39 @@ impl QuicTransport {
         }
     }
 
-    /// Runs `quic` unless `addr` lately did not answer QUIC; then, or when `quic` fails because
-    /// the peer does not answer QUIC (nothing was sent), runs `tcp` with the time left.
-    async fn either<T, Q, H>(
+    /// Sends `msg` by `quic` unless `addr` lately did not answer QUIC; then, or when `quic` gives
+    /// `msg` back because the peer does not answer QUIC (nothing was sent), by `tcp` with the time
+    /// left. The message is moved, not copied: `quic` hands it back when it could not send it.
+    async fn either<M, T, Q, H>(
         &self,
         addr: SocketAddr,
         timeout: Duration,
-        quic: Q,
-        tcp: impl FnOnce(Duration) -> H,
+        msg: M,
+        quic: impl FnOnce(M) -> Q,
+        tcp: impl FnOnce(M, Duration) -> H,
     ) -> Result<T, PulsingError>
     where
-        Q: std::future::Future<Output = Result<T, PulsingError>>,
+        Q: std::future::Future<Output = Result<T, Unsent<M>>>,
         H: std::future::Future<Output = Result<T, PulsingError>>,
     {
         let started = Instant::now();
         if self.net.prefers_tcp(addr) {
             self.doors.tcp.fetch_add(1, Ordering::Relaxed);
-            return tcp(timeout).await;
+            return tcp(msg, timeout).await;
         }
-        match quic.await {
-            Err(e)
+        match quic(msg).await {
+            Err(Unsent::Back(back))
                 if self.net.prefers_tcp(addr)
-                    && e.delivery() == pulsing_core::Delivery::NotDelivered =>
+                    && back.0.delivery() == pulsing_core::Delivery::NotDelivered =>
             {
                 self.doors.tcp.fetch_add(1, Ordering::Relaxed);
-                tcp(timeout.saturating_sub(started.elapsed())).await
+                tcp(back.1, timeout.saturating_sub(started.elapsed())).await
             }
             r => {
                 self.doors.quic.fetch_add(1, Ordering::Relaxed);
-                r
+                r.map_err(Unsent::into_error)
             }
         }
-    }
-}
-
-/// A copy of a single message (cheap: the payload is shared), for the TCP door if QUIC is not
-/// answered; `None` for a stream, which neither door sends.
-fn spare(msg: &Message) -> Option<Message> {
-    match msg {
-        Message::Single { msg_type, payload } => {
-            Some(Message::single(msg_type.clone(), payload.clone()))
-        }
-        Message::Stream(_) => None,
     }
 }
 
@@ -261,18 +252,13 @@ impl Transport for QuicTransport {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, PulsingError> {
-        // The message goes to one door only; kept aside for the TCP door if QUIC is not answered.
-        let spare = spare(&msg);
+        // The message goes to one door only.
         self.either(
             target.addr,
             timeout,
-            self.links.ask(target, msg, timeout),
-            |left| async move {
-                match spare {
-                    Some(m) => self.http.ask(target, m, left).await,
-                    None => Err(PulsingError::BadMessage("a streamed request".into())),
-                }
-            },
+            msg,
+            |m| self.links.ask_or_back(target, m, timeout),
+            |m, left| self.http.ask(target, m, left),
         )
         .await
     }
@@ -283,17 +269,12 @@ impl Transport for QuicTransport {
         msg: Message,
         timeout: Duration,
     ) -> Result<(), PulsingError> {
-        let spare = spare(&msg);
         self.either(
             target.addr,
             timeout,
-            self.links.tell(target, msg, timeout),
-            |left| async move {
-                match spare {
-                    Some(m) => self.http.tell(target, m, left).await,
-                    None => Err(PulsingError::BadMessage("a streamed request".into())),
-                }
-            },
+            msg,
+            |m| self.links.tell_or_back(target, m, timeout),
+            |m, left| self.http.tell(target, m, left),
         )
         .await
     }
@@ -305,12 +286,19 @@ impl Transport for QuicTransport {
         timeout: Duration,
     ) -> Result<Bytes, PulsingError> {
         let from = self.local_addr();
-        let spare = packet.clone();
         self.either(
             to,
             timeout,
-            self.net.gossip(to, packet, from, timeout),
-            |left| self.http.gossip(to, spare, left),
+            packet,
+            // A packet is cheap to copy (shared bytes): kept for the TCP door whatever failed.
+            |p: Bytes| async move {
+                let spare = p.clone();
+                self.net
+                    .gossip(to, p, from, timeout)
+                    .await
+                    .map_err(|e| Unsent::Back(Box::new((e, spare))))
+            },
+            |p, left| self.http.gossip(to, p, left),
         )
         .await
     }

@@ -455,14 +455,29 @@ impl Links {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, PulsingError> {
+        self.ask_or_back(target, msg, timeout)
+            .await
+            .map_err(Unsent::into_error)
+    }
+
+    /// [`ask`](Self::ask), giving the message back if the link could not be opened (so a caller
+    /// with another way to the peer can send it there, without a copy kept aside for that).
+    pub async fn ask_or_back(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, Unsent<Message>> {
         // The one timer of the call: everything below, connect included, ends by it.
         let deadline = Instant::now() + timeout;
         let call = async {
             let link = match self.link(target.addr, deadline).await {
                 Ok(link) => link,
                 // Opening the link used up the call's time: that is the call's timeout.
-                Err(_) if Instant::now() >= deadline => return Err(PulsingError::Timeout(timeout)),
-                Err(e) => return Err(e),
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(Unsent::Failed(PulsingError::Timeout(timeout)))
+                }
+                Err(e) => return Err(Unsent::Back(Box::new((e, msg)))),
             };
             link.calls.fetch_add(1, Ordering::Relaxed);
             let (msg_type, payload) = Links::check(&link, target, msg)?;
@@ -495,23 +510,24 @@ impl Links {
             {
                 guard.armed = false;
                 link.unregister(id);
-                return Err(link.error(r, deadline, "ask"));
+                return Err(link.error(r, deadline, "ask").into());
             }
             let result = rx.await;
             guard.armed = false;
             match result {
-                Ok(r) => r,
+                Ok(r) => r.map_err(Unsent::Failed),
                 Err(_) => Err(maybe_delivered(
                     target.addr,
                     link.out
                         .closed()
                         .unwrap_or_else(|| "the link closed".into()),
-                )),
+                )
+                .into()),
             }
         };
         tokio::time::timeout_at(deadline, call)
             .await
-            .unwrap_or_else(|_| Err(PulsingError::Timeout(timeout)))
+            .unwrap_or_else(|_| Err(PulsingError::Timeout(timeout).into()))
     }
 
     /// Queues a tell on the link to `target.addr`, waiting for room (and for the link to open) at
@@ -522,8 +538,23 @@ impl Links {
         msg: Message,
         wait: Duration,
     ) -> Result<(), PulsingError> {
+        self.tell_or_back(target, msg, wait)
+            .await
+            .map_err(Unsent::into_error)
+    }
+
+    /// [`tell`](Self::tell), giving the message back if the link could not be opened.
+    pub async fn tell_or_back(
+        &self,
+        target: &RemoteTarget,
+        msg: Message,
+        wait: Duration,
+    ) -> Result<(), Unsent<Message>> {
         let deadline = Instant::now() + wait;
-        let link = self.link(target.addr, deadline).await?;
+        let link = match self.link(target.addr, deadline).await {
+            Ok(link) => link,
+            Err(e) => return Err(Unsent::Back(Box::new((e, msg)))),
+        };
         link.calls.fetch_add(1, Ordering::Relaxed);
         let (msg_type, payload) = Links::check(&link, target, msg)?;
         let size = frame_size(target.name.as_str(), &msg_type, payload.len());
@@ -533,7 +564,34 @@ impl Links {
                 frames::put_tell(b, name, &msg_type, &payload)
             })
             .await
-            .map_err(|r| link.error(r, deadline, "tell"))
+            .map_err(|r| link.error(r, deadline, "tell").into())
+    }
+}
+
+/// Why a call on a link did not end with its answer, and, if it was never sent because the link
+/// could not be opened, the message back.
+#[derive(Debug)]
+pub enum Unsent<M> {
+    /// The link could not be opened (nothing was sent): the error and the message (boxed: this
+    /// path is rare, and the calls' results stay small).
+    Back(Box<(PulsingError, M)>),
+    /// Any other failure.
+    Failed(PulsingError),
+}
+
+impl<M> Unsent<M> {
+    /// The error, the message (if any) dropped.
+    pub fn into_error(self) -> PulsingError {
+        match self {
+            Unsent::Back(back) => back.0,
+            Unsent::Failed(e) => e,
+        }
+    }
+}
+
+impl<M> From<PulsingError> for Unsent<M> {
+    fn from(e: PulsingError) -> Self {
+        Unsent::Failed(e)
     }
 }
 

@@ -13,7 +13,7 @@ mod outbox;
 mod server;
 mod tcp;
 
-pub use client::{Dial, Dialing, LinkReader, Links};
+pub use client::{Dial, Dialing, LinkReader, Links, Unsent};
 pub use outbox::LinkWriter;
 pub use server::serve_link;
 pub(crate) use server::serve_tcp_link;
