@@ -282,10 +282,28 @@ impl Links {
     }
 
     /// The live link to `addr`, opened if needed (one opener at a time), by `deadline`.
+    ///
+    /// Opening is boxed: its state (the dial, the hello, their timers) would otherwise be in the
+    /// future of every call, which the transports box in turn. A QUIC tell's future was 1,224
+    /// bytes with it, past the 1,032 that glibc serves from its per-thread cache, so each call's
+    /// allocation and free took malloc's slow path (~0.7k instructions per tell).
     async fn link(&self, addr: SocketAddr, deadline: Instant) -> Result<Arc<Link>, PulsingError> {
         if self.shutdown.is_cancelled() {
             return Err(PulsingError::SystemShutdown);
         }
+        if let Some(link) = self.slot(addr).live() {
+            return Ok(link);
+        }
+        Box::pin(self.open_or_wait(addr, deadline)).await
+    }
+
+    /// [`link`](Self::link) when the pool has no live link to `addr`: opens one, or waits for the
+    /// caller opening it.
+    async fn open_or_wait(
+        &self,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> Result<Arc<Link>, PulsingError> {
         loop {
             let slot = self.slot(addr);
             if let Some(link) = slot.live() {

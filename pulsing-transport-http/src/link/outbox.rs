@@ -150,36 +150,58 @@ impl Outbox {
     /// Appends the frame `put` writes (about `size` bytes) once the buffer has room, waiting at most
     /// until `deadline`. A frame larger than the limit goes once the buffer is empty. `tell`: the
     /// frame counts as a dead letter if the link closes before it is written.
-    pub(crate) async fn push_bounded(
+    ///
+    /// Waiting is boxed, so that its state (a notification and a timer) is not in the future of
+    /// every call: most find room at once (see `Links::link` for why the size matters).
+    pub(crate) async fn push_bounded<F: FnOnce(&mut Vec<u8>)>(
         &self,
         how: Write,
         size: usize,
         deadline: Instant,
         tell: bool,
-        put: impl FnOnce(&mut Vec<u8>),
+        put: F,
     ) -> Result<(), Refused> {
         let mut put = Some(put);
-        loop {
-            // Registered before checking, so a drain between the check and the wait is not missed.
-            let room = self.room.notified();
-            {
-                let mut st = self.lock();
-                if let Some(why) = &st.closed {
-                    return Err(Refused::Closed(why.clone()));
-                }
-                if st.buf.is_empty() || st.buf.len() + size <= self.limit {
-                    if let Some(put) = put.take() {
-                        put(&mut st.buf);
-                    }
-                    st.tells += u64::from(tell);
-                    self.kick(st, how);
-                    return Ok(());
-                }
-            }
-            if tokio::time::timeout_at(deadline, room).await.is_err() {
-                return Err(Refused::Full);
-            }
+        if let Some(done) = self.try_push(how, size, tell, &mut put) {
+            return done;
         }
+        Box::pin(async move {
+            loop {
+                // Registered before checking, so a drain between the check and the wait is not
+                // missed.
+                let room = self.room.notified();
+                if let Some(done) = self.try_push(how, size, tell, &mut put) {
+                    return done;
+                }
+                if tokio::time::timeout_at(deadline, room).await.is_err() {
+                    return Err(Refused::Full);
+                }
+            }
+        })
+        .await
+    }
+
+    /// Appends the frame if the buffer has room (or is empty); `None`: no room, `put` kept.
+    fn try_push<F: FnOnce(&mut Vec<u8>)>(
+        &self,
+        how: Write,
+        size: usize,
+        tell: bool,
+        put: &mut Option<F>,
+    ) -> Option<Result<(), Refused>> {
+        let mut st = self.lock();
+        if let Some(why) = &st.closed {
+            return Some(Err(Refused::Closed(why.clone())));
+        }
+        if !(st.buf.is_empty() || st.buf.len() + size <= self.limit) {
+            return None;
+        }
+        if let Some(put) = put.take() {
+            put(&mut st.buf);
+        }
+        st.tells += u64::from(tell);
+        self.kick(st, how);
+        Some(Ok(()))
     }
 
     /// Gets what was appended written: by this caller now (`Write::Now`) or by the writer task.
