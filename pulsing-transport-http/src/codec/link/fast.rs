@@ -12,6 +12,10 @@
 //! general decoder reads the frame, or says what is wrong with it. So this path only ever agrees
 //! with the general one: `decode(b) == Some(f)` implies `decode_general(b) == Ok(f)` (checked by
 //! the tests, over arbitrary and mutated frames).
+//!
+//! It reads with a cursor of its own, not the general decoder's `Reader`: built on `Reader`'s
+//! methods (each returning a `Result` that names what it read), this same path took 2.2k
+//! instructions per streamed item instead of 1.0k (callgrind, `--scenario remote_stream`).
 
 use bytes::Bytes;
 
